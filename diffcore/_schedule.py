@@ -1,0 +1,782 @@
+"""Noise schedules: every per-step table of a Gaussian diffusion, in float64.
+
+A schedule is built from log(alpha_bar) and log(1 - alpha_bar), each computed in
+the most accurate form its constructor allows (log1p of -beta summed with a
+compensated sum, expm1 for 1 - alpha_bar, softplus for log-SNR inputs).  Every
+other table is derived from those two once, so no table is ever formed by
+subtracting a rounded alpha_bar from one.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+Float64Array = NDArray[np.float64]
+
+_TABLES = (
+    "betas",
+    "alphas",
+    "alphas_cumprod",
+    "alphas_cumprod_prev",
+    "sqrt_alphas_cumprod",
+    "sqrt_one_minus_alphas_cumprod",
+    "snr",
+    "log_snr",
+    "sigmas",
+    "posterior_variance",
+    "posterior_log_variance_clipped",
+    "posterior_mean_coef_x0",
+    "posterior_mean_coef_xt",
+)
+
+_CACHE_SIZE = 64
+
+
+def _compensated_cumsum(values: Float64Array) -> Float64Array:
+    """Cumulative sum with Neumaier compensation (error ~ eps * |partial sum|).
+
+    A -inf term (a step with beta = 1) makes every later partial sum -inf.
+    """
+    out = np.empty_like(values)
+    total, carry = 0.0, 0.0
+    for i, value in enumerate(values.tolist()):
+        if math.isinf(value) or math.isinf(total):
+            total, carry = -math.inf, 0.0
+        else:
+            new = total + value
+            if abs(total) >= abs(value):
+                carry += (total - new) + value
+            else:
+                carry += (value - new) + total
+            total = new
+        out[i] = total + carry
+    return out
+
+
+def _softplus(x: Float64Array) -> Float64Array:
+    """log(1 + exp(x)) without overflow; +inf maps to +inf, -inf to 0."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+    return np.where(np.isposinf(x), np.inf, out)
+
+
+def _log_one_minus_exp(log_a: Float64Array) -> Float64Array:
+    """log(1 - exp(log_a)) for log_a <= 0, accurate near both ends."""
+    with np.errstate(divide="ignore"):
+        near_one = np.log(-np.expm1(log_a))
+        near_zero = np.log1p(-np.exp(log_a))
+    return np.where(log_a > -math.log(2.0), near_one, near_zero)
+
+
+def _as_float64_vector(name: str, values: ArrayLike) -> Float64Array:
+    array = np.asarray(values)
+    if array.dtype == np.bool_ or not (
+        np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+    ):
+        msg = f"{name} must hold real numbers; got dtype {array.dtype}"
+        raise TypeError(msg)
+    if array.ndim != 1 or array.size < 1:
+        msg = f"{name} must be a 1-d array with at least one entry; got shape {array.shape}"
+        raise ValueError(msg)
+    return array.astype(np.float64)
+
+
+def _check_steps(T: Any) -> int:
+    if isinstance(T, bool) or not isinstance(T, (int, np.integer)):
+        msg = f"T must be an integer number of steps; got {T!r}"
+        raise TypeError(msg)
+    if T < 1:
+        msg = f"T must be at least 1; got {T}"
+        raise ValueError(msg)
+    return int(T)
+
+
+def _check_betas(betas: Float64Array, name: str = "betas") -> None:
+    bad = np.flatnonzero(~((betas > 0.0) & (betas <= 1.0)))
+    if bad.size:
+        i = int(bad[0])
+        msg = (
+            f"{name} must lie in (0, 1] with no NaN; got {name}[{i}] = {betas[i]!r} "
+            f"({bad.size} bad entries)"
+        )
+        raise ValueError(msg)
+
+
+def _readonly(array: Float64Array) -> Float64Array:
+    array = np.ascontiguousarray(array, dtype=np.float64)
+    array.flags.writeable = False
+    return array
+
+
+class Schedule:
+    """A discrete Gaussian diffusion schedule of T steps, held in float64.
+
+    The forward process is q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t I)
+    with 0-based t in [0, T).  Build one with a constructor such as
+    :meth:`linear` or :meth:`cosine`; the object is immutable and its tables
+    are read-only NumPy float64 arrays of length T.
+
+    .. math::
+
+        \\bar\\alpha_t = \\prod_{i \\le t} (1 - \\beta_i)
+
+    Attributes
+    ----------
+    betas, alphas : ndarray, shape (T,)
+        beta_t and alpha_t = 1 - beta_t.
+    alphas_cumprod, alphas_cumprod_prev : ndarray, shape (T,)
+        alpha_bar_t and alpha_bar_{t-1} (alpha_bar_{-1} = 1).
+    sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod : ndarray, shape (T,)
+        The mean and standard deviation of q(x_t | x_0) per unit of x_0, noise.
+    snr, log_snr : ndarray, shape (T,)
+        alpha_bar / (1 - alpha_bar) and its natural log.  Where alpha_bar is 0
+        they are 0 and -inf.
+    sigmas : ndarray, shape (T,)
+        The variance-exploding noise level sqrt((1 - alpha_bar) / alpha_bar);
+        +inf where alpha_bar is 0.
+    posterior_variance : ndarray, shape (T,)
+        Variance of q(x_{t-1} | x_t, x_0); exactly 0 at t = 0.
+    posterior_log_variance_clipped : ndarray, shape (T,)
+        Its log with the t = 0 entry replaced (see
+        :meth:`with_posterior_log_variance`); always finite.
+    posterior_mean_coef_x0, posterior_mean_coef_xt : ndarray, shape (T,)
+        Weights of x_0 and x_t in the posterior mean; (1, 0) at t = 0.
+    timestep_map : ndarray of int64, shape (T,)
+        The original timestep of each step (arange(T) unless respaced).
+
+    References
+    ----------
+    Ho, Jain and Abbeel (2020), Denoising Diffusion Probabilistic Models,
+    eqs. 2, 4, 6 and 7.
+
+    Examples
+    --------
+    >>> import diffcore
+    >>> s = diffcore.Schedule.linear(1000)
+    >>> len(s), float(s.betas[0])
+    (1000, 0.0001)
+    """
+
+    __slots__ = (
+        "_cache",
+        "_first_log_variance",
+        "_lock",
+        "_log_alphas_cumprod",
+        "_log_one_minus_alphas_cumprod",
+        "_one_minus_alphas_cumprod",
+        "log_variance_floor",
+        "timestep_map",
+        *_TABLES,
+    )
+
+    betas: Float64Array
+    alphas: Float64Array
+    alphas_cumprod: Float64Array
+    alphas_cumprod_prev: Float64Array
+    sqrt_alphas_cumprod: Float64Array
+    sqrt_one_minus_alphas_cumprod: Float64Array
+    snr: Float64Array
+    log_snr: Float64Array
+    sigmas: Float64Array
+    posterior_variance: Float64Array
+    posterior_log_variance_clipped: Float64Array
+    posterior_mean_coef_x0: Float64Array
+    posterior_mean_coef_xt: Float64Array
+    timestep_map: NDArray[np.int64]
+    log_variance_floor: float
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        msg = (
+            "build a Schedule with a constructor such as Schedule.linear(T), "
+            "Schedule.from_betas(betas) or Schedule.from_alphas_cumprod(...)"
+        )
+        raise TypeError(msg)
+
+    # -- construction -----------------------------------------------------
+
+    @classmethod
+    def _build(
+        cls,
+        log_alphas_cumprod: Float64Array,
+        log_one_minus_alphas_cumprod: Float64Array,
+        betas: Float64Array | None = None,
+        timestep_map: NDArray[np.int64] | None = None,
+        first_log_variance: str = "next",
+        log_variance_floor: float = 1e-20,
+    ) -> Schedule:
+        self = object.__new__(cls)
+        set_ = object.__setattr__
+        log_ab = _readonly(log_alphas_cumprod)
+        log_1m = _readonly(log_one_minus_alphas_cumprod)
+        if betas is None:
+            steps = np.diff(log_ab, prepend=0.0)
+            with np.errstate(invalid="ignore"):
+                betas = np.where(np.isneginf(log_ab), 1.0, -np.expm1(steps))
+        _check_betas(betas, "betas derived from alphas_cumprod")
+        T = betas.shape[0]
+        if timestep_map is None:
+            timestep_map = np.arange(T, dtype=np.int64)
+        timestep_map = np.array(timestep_map, dtype=np.int64)
+        timestep_map.flags.writeable = False
+
+        set_(self, "_log_alphas_cumprod", log_ab)
+        set_(self, "_log_one_minus_alphas_cumprod", log_1m)
+        set_(self, "_first_log_variance", first_log_variance)
+        set_(self, "log_variance_floor", float(log_variance_floor))
+        set_(self, "timestep_map", timestep_map)
+        set_(self, "_cache", OrderedDict())
+        set_(self, "_lock", threading.Lock())
+        for name, table in self._tables(betas).items():
+            set_(self, name, _readonly(table))
+        return self
+
+    def _tables(self, betas: Float64Array) -> dict[str, Float64Array]:
+        log_ab = self._log_alphas_cumprod
+        log_1m = self._log_one_minus_alphas_cumprod
+        alphas_cumprod = np.exp(log_ab)
+        one_minus = np.exp(log_1m)
+        alphas_cumprod_prev = np.concatenate([[1.0], alphas_cumprod[:-1]])
+        one_minus_prev = np.concatenate([[0.0], one_minus[:-1]])
+        alphas = 1.0 - betas
+
+        # Ho et al. 2020, eqs. 6-7: posterior variance and mean weights.
+        posterior_variance = betas * one_minus_prev / one_minus
+        coef_x0 = betas * np.sqrt(alphas_cumprod_prev) / one_minus
+        coef_xt = np.sqrt(alphas) * one_minus_prev / one_minus
+
+        log_snr = log_ab - log_1m
+        with np.errstate(over="ignore"):
+            sigmas = np.exp(-0.5 * log_snr)
+        return {
+            "betas": betas,
+            "alphas": alphas,
+            "alphas_cumprod": alphas_cumprod,
+            "alphas_cumprod_prev": alphas_cumprod_prev,
+            "sqrt_alphas_cumprod": np.exp(0.5 * log_ab),
+            "sqrt_one_minus_alphas_cumprod": np.exp(0.5 * log_1m),
+            "snr": np.exp(log_snr),
+            "log_snr": log_snr,
+            "sigmas": sigmas,
+            "posterior_variance": posterior_variance,
+            "posterior_log_variance_clipped": self._clipped_log(posterior_variance, betas),
+            "posterior_mean_coef_x0": coef_x0,
+            "posterior_mean_coef_xt": coef_xt,
+        }
+
+    def _clipped_log(self, variance: Float64Array, betas: Float64Array) -> Float64Array:
+        if self._first_log_variance == "floor":
+            return np.log(np.maximum(variance, self.log_variance_floor))
+        # improved-diffusion: the t = 0 entry (variance 0) takes the t = 1 value;
+        # a one-step schedule has no t = 1, so it takes log(beta_0) instead.
+        first = variance[1] if variance.shape[0] > 1 else betas[0]
+        with np.errstate(divide="ignore"):
+            return np.log(np.concatenate([[first], variance[1:]]))
+
+    @classmethod
+    def from_betas(cls, betas: ArrayLike) -> Schedule:
+        """Schedule from its per-step variances beta_t, each in (0, 1].
+
+        .. math::
+
+            \\log \\bar\\alpha_t = \\sum_{i \\le t} \\operatorname{log1p}(-\\beta_i)
+
+        Parameters
+        ----------
+        betas : array_like, shape (T,)
+            Real values in (0, 1]; converted to float64 and kept as given.
+
+        Returns
+        -------
+        Schedule
+
+        Examples
+        --------
+        >>> s = Schedule.from_betas([0.1, 0.2])
+        >>> [round(float(a), 12) for a in s.alphas_cumprod]
+        [0.9, 0.72]
+        """
+        values = _as_float64_vector("betas", betas)
+        _check_betas(values)
+        with np.errstate(divide="ignore"):
+            log_ab = _compensated_cumsum(np.log1p(-values))
+        return cls._build(log_ab, _log_one_minus_exp(log_ab), betas=values)
+
+    @classmethod
+    def from_alphas_cumprod(cls, alphas_cumprod: ArrayLike) -> Schedule:
+        """Schedule from alpha_bar_t, strictly decreasing in [0, 1).
+
+        beta_t = 1 - alpha_bar_t / alpha_bar_{t-1}, formed as
+        -expm1(log alpha_bar_t - log alpha_bar_{t-1}).  Only the last entry
+        may be 0 (zero terminal SNR).
+
+        Parameters
+        ----------
+        alphas_cumprod : array_like, shape (T,)
+
+        Returns
+        -------
+        Schedule
+        """
+        values = _as_float64_vector("alphas_cumprod", alphas_cumprod)
+        inside = (values >= 0.0) & (values < 1.0)
+        if not inside.all():
+            i = int(np.flatnonzero(~inside)[0])
+            msg = (
+                f"alphas_cumprod must lie in [0, 1) with no NaN; got "
+                f"alphas_cumprod[{i}] = {values[i]!r}"
+            )
+            raise ValueError(msg)
+        cls._check_decreasing("alphas_cumprod", values)
+        with np.errstate(divide="ignore"):
+            log_ab = np.log(values)
+            log_1m = np.log1p(-values)
+        return cls._build(log_ab, log_1m)
+
+    @staticmethod
+    def _check_decreasing(name: str, values: Float64Array) -> None:
+        steps = np.diff(values)
+        if (steps >= 0).any():
+            i = int(np.flatnonzero(steps >= 0)[0])
+            msg = (
+                f"{name} must be strictly decreasing; got {name}[{i}] = "
+                f"{values[i]!r} and {name}[{i + 1}] = {values[i + 1]!r}"
+            )
+            raise ValueError(msg)
+
+    @classmethod
+    def from_log_snr(
+        cls, log_snr: Callable[[Float64Array], ArrayLike], T: int
+    ) -> Schedule:
+        """Schedule from a continuous log-SNR function lambda(u), u in (0, 1].
+
+        Step t takes u = (t + 1) / T, so alpha_bar_t = sigmoid(lambda(u)),
+        computed as exp(-softplus(-lambda)) and 1 - alpha_bar_t as
+        exp(-softplus(lambda)).  lambda must be strictly decreasing and finite,
+        except that lambda(1) may be -inf (zero terminal SNR).
+
+        Parameters
+        ----------
+        log_snr : callable
+            Maps a float64 array of u values to log-SNR values of that shape.
+        T : int
+            Number of steps.
+
+        Returns
+        -------
+        Schedule
+
+        References
+        ----------
+        Kingma, Salimans, Poole and Ho (2021), Variational Diffusion Models.
+
+        Examples
+        --------
+        The cosine schedule without offset, lambda(u) = -2 log tan(pi u / 2):
+
+        >>> import numpy as np
+        >>> s = Schedule.from_log_snr(lambda u: -2 * np.log(np.tan(np.pi * u / 2)), 10)
+        >>> bool(s.alphas_cumprod[-1] < 1e-30)
+        True
+        """
+        T = _check_steps(T)
+        u = np.arange(1, T + 1, dtype=np.float64) / T
+        with np.errstate(divide="ignore", over="ignore"):
+            lam = _as_float64_vector("log_snr(u)", log_snr(u))
+        if lam.shape != (T,):
+            msg = f"log_snr(u) must return shape ({T},); got {lam.shape}"
+            raise ValueError(msg)
+        finite = np.isfinite(lam[:-1]).all() and not (np.isnan(lam[-1]) or lam[-1] == np.inf)
+        if not finite:
+            msg = f"log_snr(u) must be finite (only the last value may be -inf); got {lam}"
+            raise ValueError(msg)
+        cls._check_decreasing("log_snr(u)", lam)
+        return cls._build(-_softplus(-lam), -_softplus(lam))
+
+    @classmethod
+    def linear(
+        cls,
+        T: int,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        *,
+        scale_by_T: bool = False,
+    ) -> Schedule:
+        """Betas linear in t from beta_start to beta_end, both included.
+
+        Parameters
+        ----------
+        T : int
+            Number of steps.
+        beta_start, beta_end : float
+            First and last beta.
+        scale_by_T : bool
+            Multiply both endpoints by 1000 / T, as improved-diffusion does, so
+            that any T approximates the T = 1000 process.  diffusers uses the
+            endpoints as given (the default).
+
+        References
+        ----------
+        Ho et al. (2020), section 4.
+
+        Examples
+        --------
+        >>> s = Schedule.linear(1000)
+        >>> float(s.betas[-1])
+        0.02
+        """
+        T = _check_steps(T)
+        scale = 1000.0 / T if scale_by_T else 1.0
+        return cls.from_betas(np.linspace(scale * beta_start, scale * beta_end, T))
+
+    @classmethod
+    def scaled_linear(
+        cls, T: int, beta_start: float = 0.00085, beta_end: float = 0.012
+    ) -> Schedule:
+        """Betas whose square roots are linear in t (latent diffusion, Stable Diffusion).
+
+        .. math::
+
+            \\beta_t = \\left(\\sqrt{\\beta_{start}} + \\tfrac{t}{T-1}
+            (\\sqrt{\\beta_{end}} - \\sqrt{\\beta_{start}})\\right)^2
+
+        References
+        ----------
+        Rombach et al. (2022), High-Resolution Image Synthesis with Latent
+        Diffusion Models (their configuration calls this schedule "linear").
+        """
+        T = _check_steps(T)
+        roots = np.linspace(math.sqrt(beta_start), math.sqrt(beta_end), T)
+        return cls.from_betas(roots**2)
+
+    @classmethod
+    def cosine(cls, T: int, s: float = 0.008, max_beta: float = 0.999) -> Schedule:
+        """The cosine schedule of Nichol and Dhariwal (2021), betas clipped at max_beta.
+
+        With f(u) = cos^2(pi/2 (u + s)/(1 + s)), beta_t = min(1 - f((t+1)/T) /
+        f(t/T), max_beta), formed as sin(a - b) sin(a + b) / cos^2(b) to avoid
+        cancellation (a, b the angles at (t+1)/T and t/T), with each sine's
+        argument written as an exact small multiple of pi / (2 (1 + s)).
+
+        Parameters
+        ----------
+        T : int
+        s : float
+            Offset that keeps beta_0 away from 0.
+        max_beta : float
+            Upper clip on beta; the unclipped last beta is 1.
+
+        References
+        ----------
+        Nichol and Dhariwal (2021), Improved Denoising Diffusion Probabilistic
+        Models, eq. 17.
+        """
+        T = _check_steps(T)
+        if not 0.0 < max_beta <= 1.0:
+            msg = f"max_beta must lie in (0, 1]; got {max_beta!r}"
+            raise ValueError(msg)
+        if not s >= 0.0:
+            msg = f"s must be non-negative; got {s!r}"
+            raise ValueError(msg)
+        # With c = pi / (2 (1 + s)): a - b = c / T, pi - (a + b) = c (2T - 2t - 1) / T
+        # and pi/2 - b = c (T - t) / T, so every sine has an accurate argument.
+        c = math.pi / (2.0 * (1.0 + s))
+        t = np.arange(T, dtype=np.float64)
+        betas = (
+            math.sin(c / T)
+            * np.sin(c * (2.0 * T - 2.0 * t - 1.0) / T)
+            / np.sin(c * (T - t) / T) ** 2
+        )
+        return cls.from_betas(np.minimum(betas, max_beta))
+
+    @classmethod
+    def sigmoid_betas(
+        cls,
+        T: int,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        low: float = -6.0,
+        high: float = 6.0,
+    ) -> Schedule:
+        """Betas on a sigmoid ramp from beta_start to beta_end (GeoDiff).
+
+        beta_t = beta_start + (beta_end - beta_start) sigmoid(z_t) with z_t
+        evenly spaced over [low, high].  This is the schedule diffusers calls
+        ``"sigmoid"``; compare :meth:`sigmoid_alphas_cumprod`.
+
+        References
+        ----------
+        Xu et al. (2022), GeoDiff.
+        """
+        T = _check_steps(T)
+        z = np.linspace(low, high, T)
+        return cls.from_betas(beta_start + (beta_end - beta_start) / (1.0 + np.exp(-z)))
+
+    @classmethod
+    def sigmoid_alphas_cumprod(
+        cls, T: int, start: float = -3.0, end: float = 3.0, tau: float = 1.0
+    ) -> Schedule:
+        """alpha_bar shaped like a sigmoid in t (Chen 2023); it reaches 0 at t = T-1.
+
+        gamma(u) = (sigmoid(end/tau) - sigmoid((u (end - start) + start)/tau)) /
+        (sigmoid(end/tau) - sigmoid(start/tau)), alpha_bar_t = gamma((t+1)/T).
+
+        References
+        ----------
+        Chen (2023), On the Importance of Noise Scheduling for Diffusion Models.
+        """
+        T = _check_steps(T)
+        if not (tau > 0.0 and start < end):
+            msg = f"need tau > 0 and start < end; got tau={tau!r}, start={start!r}, end={end!r}"
+            raise ValueError(msg)
+
+        def sigmoid(z: Float64Array) -> Float64Array:
+            return 1.0 / (1.0 + np.exp(-z))
+
+        u = np.arange(1, T + 1, dtype=np.float64) / T
+        v_start, v_end = sigmoid(np.float64(start / tau)), sigmoid(np.float64(end / tau))
+        v_u = sigmoid((u * (end - start) + start) / tau)
+        with np.errstate(divide="ignore"):
+            log_ab = np.log(np.maximum(v_end - v_u, 0.0)) - np.log(v_end - v_start)
+            log_1m = np.log(v_u - v_start) - np.log(v_end - v_start)
+        log_ab[-1] = -np.inf
+        log_1m[-1] = 0.0
+        return cls._build(log_ab, log_1m)
+
+    # -- derived schedules -------------------------------------------------
+
+    def rescale_zero_terminal_snr(self) -> Schedule:
+        """This schedule with alpha_bar shifted and scaled so that its last entry is 0.
+
+        sqrt(alpha_bar) is mapped affinely so that its first value is kept and
+        its last becomes exactly 0 (Lin et al. 2023, algorithm 1).  1 - alpha_bar
+        is recomputed without cancellation.  Needs T >= 2.
+
+        References
+        ----------
+        Lin, Liu, Li and Yang (2024), Common Diffusion Noise Schedules and
+        Sample Steps are Flawed, algorithm 1.
+
+        Examples
+        --------
+        >>> s = Schedule.scaled_linear(1000).rescale_zero_terminal_snr()
+        >>> float(s.alphas_cumprod[-1]), float(s.log_snr[-1])
+        (0.0, -inf)
+        """
+        if len(self) < 2:
+            msg = f"rescale_zero_terminal_snr needs T >= 2; got T = {len(self)}"
+            raise ValueError(msg)
+        root = self.sqrt_alphas_cumprod
+        one_minus_root = np.exp(self._log_one_minus_alphas_cumprod) / (1.0 + root)
+        first, last = root[0], root[-1]
+
+        # 1 - new_root = (first (1 - root) - last (1 - first)) / (first - last)
+        new_root = (root - last) * (first / (first - last))
+        new_root[-1] = 0.0
+        new_one_minus_root = (first * one_minus_root - last * one_minus_root[0]) / (first - last)
+        new_one_minus_root[-1] = 1.0
+        with np.errstate(divide="ignore"):
+            log_ab = 2.0 * np.log(new_root)
+        log_1m = np.log(new_one_minus_root * (1.0 + new_root))
+        return self._derive(log_ab, log_1m, self.timestep_map)
+
+    def respace(self, indices: ArrayLike) -> Schedule:
+        """The schedule that keeps only the steps at ``indices``.
+
+        alpha_bar is kept at those steps and beta recomputed from the ratios,
+        beta'_j = 1 - alpha_bar_{k_j} / alpha_bar_{k_{j-1}}; ``timestep_map`` of
+        the result holds the original timesteps.
+
+        Parameters
+        ----------
+        indices : array_like of int, shape (K,)
+            Strictly increasing timesteps in [0, T).
+
+        Examples
+        --------
+        >>> s = Schedule.linear(1000).respace(range(0, 1000, 20))
+        >>> len(s), int(s.timestep_map[1])
+        (50, 20)
+        """
+        kept = np.asarray(indices)
+        if kept.dtype == np.bool_ or not np.issubdtype(kept.dtype, np.integer):
+            msg = f"indices must be integers; got dtype {kept.dtype}"
+            raise TypeError(msg)
+        if kept.ndim != 1 or kept.size < 1:
+            msg = f"indices must be a non-empty 1-d array; got shape {kept.shape}"
+            raise ValueError(msg)
+        if kept.min() < 0 or kept.max() >= len(self):
+            msg = (
+                f"indices must lie in [0, {len(self)}); got values from "
+                f"{kept.min()} to {kept.max()}"
+            )
+            raise ValueError(msg)
+        if (np.diff(kept) <= 0).any():
+            msg = f"indices must be strictly increasing (sorted, no duplicates); got {kept}"
+            raise ValueError(msg)
+        return self._derive(
+            self._log_alphas_cumprod[kept],
+            self._log_one_minus_alphas_cumprod[kept],
+            self.timestep_map[kept],
+        )
+
+    def with_posterior_log_variance(
+        self, first: Literal["next", "floor"] = "next", floor: float = 1e-20
+    ) -> Schedule:
+        """This schedule with a chosen convention for log posterior variance at t = 0.
+
+        The posterior variance at t = 0 is exactly 0, so its log is -inf.
+        ``"next"`` (the default, as in improved-diffusion) substitutes the
+        t = 1 value; ``"floor"`` takes log(max(variance, floor)) everywhere.
+
+        Parameters
+        ----------
+        first : {"next", "floor"}
+        floor : float
+            Positive lower bound for ``"floor"``.
+        """
+        if first not in ("next", "floor"):
+            msg = f"first must be 'next' or 'floor'; got {first!r}"
+            raise ValueError(msg)
+        if not floor > 0.0:
+            msg = f"floor must be positive; got {floor!r}"
+            raise ValueError(msg)
+        return self._build(
+            self._log_alphas_cumprod,
+            self._log_one_minus_alphas_cumprod,
+            betas=self.betas,
+            timestep_map=self.timestep_map,
+            first_log_variance=first,
+            log_variance_floor=floor,
+        )
+
+    def _derive(
+        self,
+        log_ab: Float64Array,
+        log_1m: Float64Array,
+        timestep_map: NDArray[np.int64],
+    ) -> Schedule:
+        return self._build(
+            log_ab,
+            log_1m,
+            timestep_map=timestep_map,
+            first_log_variance=self._first_log_variance,
+            log_variance_floor=self.log_variance_floor,
+        )
+
+    # -- container behaviour -------------------------------------------------
+
+    def __len__(self) -> int:
+        return int(self.betas.shape[0])
+
+    def __setattr__(self, name: str, value: object) -> None:
+        msg = f"Schedule is immutable; cannot set {name!r}"
+        raise AttributeError(msg)
+
+    def __delattr__(self, name: str) -> None:
+        msg = f"Schedule is immutable; cannot delete {name!r}"
+        raise AttributeError(msg)
+
+    def __repr__(self) -> str:
+        return (
+            f"Schedule(T={len(self)}, alphas_cumprod[0]={self.alphas_cumprod[0]:.6g}, "
+            f"alphas_cumprod[-1]={self.alphas_cumprod[-1]:.6g})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild,
+            (
+                self._log_alphas_cumprod,
+                self._log_one_minus_alphas_cumprod,
+                self.betas,
+                self.timestep_map,
+                self._first_log_variance,
+                self.log_variance_floor,
+            ),
+        )
+
+    @property
+    def log_one_minus_alphas_cumprod(self) -> Float64Array:
+        """log(1 - alpha_bar_t), accurate where alpha_bar_t is close to 1."""
+        return self._log_one_minus_alphas_cumprod
+
+    @property
+    def log_alphas_cumprod(self) -> Float64Array:
+        """log(alpha_bar_t); -inf where alpha_bar_t is 0."""
+        return self._log_alphas_cumprod
+
+    def _table(self, name: str) -> Float64Array:
+        """A public table, or a private derived one computed once and kept."""
+        if name in _TABLES or name in _PROPERTIES:
+            table: Float64Array = getattr(self, name)
+            return table
+        key = ("host", name)
+        cached = self._cache.get(key)
+        if cached is None:
+            with np.errstate(divide="ignore", over="ignore"):
+                cached = _readonly(_EXTRA[name](self))
+            with self._lock:
+                self._cache[key] = cached
+        return cached
+
+    def _on_device(self, name: str, xp: Any, device: Any, dtype: Any) -> Any:
+        """Table ``name`` as an array of ``xp`` on ``device``, cached (LRU, bounded)."""
+        key = (name, xp.__name__, device, dtype)
+        with self._lock:
+            table = self._cache.get(key)
+            if table is not None:
+                self._cache.move_to_end(key)
+                return table
+        host = self._table(name).astype(_host_dtype(dtype))
+        table = xp.asarray(host, device=device)
+        if table.dtype != dtype:
+            table = xp.astype(table, dtype)
+        with self._lock:
+            self._cache[key] = table
+            if len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return table
+
+
+_PROPERTIES = ("log_one_minus_alphas_cumprod", "log_alphas_cumprod")
+
+_EXTRA: dict[str, Callable[[Schedule], Float64Array]] = {
+    "one_minus_alphas_cumprod": lambda s: np.exp(s._log_one_minus_alphas_cumprod),
+    "log_betas": lambda s: np.log(s.betas),
+    "sqrt_alphas": lambda s: np.sqrt(s.alphas),
+    "sqrt_betas": lambda s: np.sqrt(s.betas),
+    "sqrt_recip_alphas_cumprod": lambda s: np.exp(-0.5 * s._log_alphas_cumprod),
+    "posterior_std": lambda s: np.sqrt(s.posterior_variance),
+}
+
+
+def _host_dtype(dtype: Any) -> Any:
+    """The NumPy dtype to round a table to before it leaves the host."""
+    name = str(dtype).rsplit(".", 1)[-1]
+    return np.float64 if name == "float64" else np.float32
+
+
+def _rebuild(
+    log_ab: Float64Array,
+    log_1m: Float64Array,
+    betas: Float64Array,
+    timestep_map: NDArray[np.int64],
+    first: str,
+    floor: float,
+) -> Schedule:
+    return Schedule._build(log_ab, log_1m, betas, timestep_map, first, floor)
+
+
+def as_schedule(schedule: Any) -> Schedule:
+    """Check that the first argument of a public function is a Schedule."""
+    if not isinstance(schedule, Schedule):
+        msg = f"schedule must be a diffcore.Schedule; got {type(schedule).__name__}"
+        raise TypeError(msg)
+    return schedule
