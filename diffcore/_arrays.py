@@ -212,7 +212,7 @@ def _host_steps(
     xp: Namespace, host: np.ndarray[Any, Any], size: int, x: Array, name: str
 ) -> Steps:
     if not np.issubdtype(host.dtype, np.integer):
-        msg = f"{name} must hold integers; got dtype {host.dtype}"
+        msg = f"{name} must have an integer dtype; got {host.dtype}"
         raise TypeError(msg)
     _check_shape(name, host.ndim, host.shape, x)
     _check_range(name, host, size)

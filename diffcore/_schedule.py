@@ -103,7 +103,7 @@ def _check_betas(betas: Float64Array, name: str = "betas") -> None:
     if bad.size:
         i = int(bad[0])
         msg = (
-            f"{name} must lie in (0, 1] with no NaN; got {name}[{i}] = {betas[i]!r} "
+            f"{name} must lie in (0, 1] with no NaN; got {name}[{i}] = {float(betas[i])!r} "
             f"({bad.size} bad entries)"
         )
         raise ValueError(msg)
@@ -250,6 +250,7 @@ class Schedule:
         posterior_variance = betas * one_minus_prev / one_minus
         coef_x0 = betas * np.sqrt(alphas_cumprod_prev) / one_minus
         coef_xt = np.sqrt(alphas) * one_minus_prev / one_minus
+        coef_x0[0], coef_xt[0] = 1.0, 0.0  # t = 0: the point mass at x_0, exactly
 
         log_snr = log_ab - log_1m
         with np.errstate(over="ignore"):
@@ -330,7 +331,7 @@ class Schedule:
             i = int(np.flatnonzero(~inside)[0])
             msg = (
                 f"alphas_cumprod must lie in [0, 1) with no NaN; got "
-                f"alphas_cumprod[{i}] = {values[i]!r}"
+                f"alphas_cumprod[{i}] = {float(values[i])!r}"
             )
             raise ValueError(msg)
         cls._check_decreasing("alphas_cumprod", values)
@@ -346,7 +347,7 @@ class Schedule:
             i = int(np.flatnonzero(steps >= 0)[0])
             msg = (
                 f"{name} must be strictly decreasing; got {name}[{i}] = "
-                f"{values[i]!r} and {name}[{i + 1}] = {values[i + 1]!r}"
+                f"{float(values[i])!r} and {name}[{i + 1}] = {float(values[i + 1])!r}"
             )
             raise ValueError(msg)
 
@@ -605,12 +606,12 @@ class Schedule:
         (50, 20)
         """
         kept = np.asarray(indices)
-        if kept.dtype == np.bool_ or not np.issubdtype(kept.dtype, np.integer):
-            msg = f"indices must be integers; got dtype {kept.dtype}"
-            raise TypeError(msg)
         if kept.ndim != 1 or kept.size < 1:
             msg = f"indices must be a non-empty 1-d array; got shape {kept.shape}"
             raise ValueError(msg)
+        if kept.dtype == np.bool_ or not np.issubdtype(kept.dtype, np.integer):
+            msg = f"indices must be integers; got dtype {kept.dtype}"
+            raise TypeError(msg)
         if kept.min() < 0 or kept.max() >= len(self):
             msg = (
                 f"indices must lie in [0, {len(self)}); got values from "

@@ -1,0 +1,175 @@
+"""Hypothesis strategies and reference checks for diffusion code.
+
+Other libraries can run diffcore's properties on their own tables::
+
+    from hypothesis import given
+    from diffcore.testing import betas, assert_closed_form_matches_chain
+
+    @given(betas())
+    def test_my_library(b):
+        table = my_library.alphas_cumprod(b)
+        assert_closed_form_matches_chain(b, table)
+
+Importing this module needs Hypothesis (``pip install diffcore[testing]``);
+``import diffcore`` does not import it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+from numpy.typing import ArrayLike, NDArray
+
+from ._schedule import Schedule
+
+__all__ = [
+    "assert_closed_form_matches_chain",
+    "assert_posterior_matches_bayes",
+    "betas",
+    "compose_steps",
+    "schedules",
+    "timesteps",
+]
+
+
+@st.composite
+def betas(
+    draw: st.DrawFn,
+    min_size: int = 1,
+    max_size: int = 2000,
+    min_value: float = 1e-8,
+    max_value: float = 1.0,
+) -> NDArray[np.float64]:
+    """Strategy for beta tables: float64 arrays of values in [min_value, max_value].
+
+    Draws either a smooth ramp (the shape real schedules have) or arbitrary
+    values, so that both typical and hostile tables appear.
+
+    Parameters
+    ----------
+    min_size, max_size : int
+        Bounds on T.
+    min_value, max_value : float
+        Bounds on each beta, within (0, 1].
+    """
+    size = draw(st.integers(min_size, max_size))
+    values = st.floats(min_value, max_value, allow_nan=False, allow_infinity=False)
+    if draw(st.booleans()):
+        start, end = sorted((draw(values), draw(values)))
+        return np.linspace(start, end, size)
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    log_low, log_high = np.log(min_value), np.log(max_value)
+    return np.exp(rng.uniform(log_low, log_high, size))
+
+
+@st.composite
+def schedules(draw: st.DrawFn, max_T: int = 2000) -> Schedule:
+    """Strategy for :class:`diffcore.Schedule`: named constructors and raw betas."""
+    T = draw(st.integers(1, max_T))
+    kind = draw(st.sampled_from(["linear", "scaled_linear", "cosine", "betas"]))
+    if kind == "linear":
+        return Schedule.linear(T)
+    if kind == "scaled_linear":
+        return Schedule.scaled_linear(T)
+    if kind == "cosine":
+        return Schedule.cosine(T, s=draw(st.floats(0.0, 0.1)))
+    return Schedule.from_betas(draw(betas(min_size=T, max_size=T, max_value=0.5)))
+
+
+def timesteps(schedule: Schedule, batch: int | None = None) -> st.SearchStrategy[Any]:
+    """Strategy for valid timesteps of ``schedule``: an int, or int64 (batch,)."""
+    T = len(schedule)
+    if batch is None:
+        return st.integers(0, T - 1)
+    return st.lists(st.integers(0, T - 1), min_size=batch, max_size=batch).map(
+        lambda v: np.asarray(v, dtype=np.int64)
+    )
+
+
+def compose_steps(betas: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Mean coefficient and variance of x_t given x_0 by composing one-step kernels.
+
+    Iterates m_t = sqrt(1 - beta_t) m_{t-1} and v_t = (1 - beta_t) v_{t-1} +
+    beta_t from m = 1, v = 0: the definition of the chain, independent of any
+    closed form.
+    """
+    b = np.asarray(betas, dtype=np.float64)
+    mean = np.empty_like(b)
+    variance = np.empty_like(b)
+    m, v = 1.0, 0.0
+    for i, beta in enumerate(b.tolist()):
+        alpha = 1.0 - beta
+        m, v = np.sqrt(alpha) * m, alpha * v + beta
+        mean[i], variance[i] = m, v
+    return mean, variance
+
+
+def assert_closed_form_matches_chain(
+    betas: ArrayLike,
+    sqrt_alphas_cumprod: ArrayLike,
+    sqrt_one_minus_alphas_cumprod: ArrayLike,
+    rtol: float = 1e-12,
+) -> None:
+    """Assert that closed-form coefficients equal the iterated Markov chain.
+
+    The closed form x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps
+    must have the mean coefficient and the variance of t + 1 composed one-step
+    kernels (:func:`compose_steps`); both are compared to relative tolerance
+    ``rtol`` (values below 1e-290, where float64 turns subnormal, are compared
+    absolutely).
+
+    Raises
+    ------
+    AssertionError
+        Naming the first timestep that disagrees.
+    """
+    mean, variance = compose_steps(betas)
+    std = np.asarray(sqrt_one_minus_alphas_cumprod, dtype=np.float64)
+    _assert_close("sqrt_alphas_cumprod", sqrt_alphas_cumprod, mean, rtol)
+    _assert_close("sqrt_one_minus_alphas_cumprod ** 2", std**2, variance, rtol)
+
+
+def assert_posterior_matches_bayes(
+    betas: ArrayLike,
+    posterior_variance: ArrayLike,
+    posterior_mean_coef_x0: ArrayLike,
+    posterior_mean_coef_xt: ArrayLike,
+    rtol: float = 1e-12,
+) -> None:
+    """Assert that posterior tables equal Bayes' rule for t >= 1.
+
+    q(x_{t-1} | x_t, x_0) is proportional to q(x_t | x_{t-1}) q(x_{t-1} | x_0);
+    its precision is alpha_t / beta_t + 1 / v_{t-1} and its mean is
+    (sqrt(alpha_t) x_t / beta_t + m_{t-1} x_0 / v_{t-1}) / precision, with m, v
+    from :func:`compose_steps`.  At t = 0 the posterior must be the point mass
+    at x_0: variance 0, weights (1, 0).
+    """
+    b = np.asarray(betas, dtype=np.float64)
+    mean, var = compose_steps(b)
+    alpha = 1.0 - b[1:]
+    precision = alpha / b[1:] + 1.0 / var[:-1]
+    expected_var = np.concatenate([[0.0], 1.0 / precision])
+    expected_x0 = np.concatenate([[1.0], mean[:-1] / var[:-1] / precision])
+    expected_xt = np.concatenate([[0.0], np.sqrt(alpha) / b[1:] / precision])
+    _assert_close("posterior_variance", posterior_variance, expected_var, rtol)
+    _assert_close("posterior_mean_coef_x0", posterior_mean_coef_x0, expected_x0, rtol)
+    _assert_close("posterior_mean_coef_xt", posterior_mean_coef_xt, expected_xt, rtol)
+
+
+def _assert_close(name: str, actual: ArrayLike, expected: ArrayLike, rtol: float) -> None:
+    a = np.asarray(actual, dtype=np.float64)
+    e = np.asarray(expected, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        error = np.abs(a - e) / np.maximum(np.abs(e), 1e-290 / rtol)
+    error = np.where(a == e, 0.0, error)
+    bad = np.flatnonzero(~(error <= rtol))
+    if bad.size:
+        i = int(bad[0])
+        msg = (
+            f"{name}[{i}] = {a[i]!r} but the chain gives {e[i]!r} "
+            f"(relative error {error[i]:.3g} > rtol {rtol:g}; {bad.size} entries differ)"
+        )
+        raise AssertionError(msg)
