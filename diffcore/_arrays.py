@@ -49,7 +49,9 @@ def namespace(**arrays: Array) -> Namespace:
         libraries[name] = type(value)
 
     if len(set(libraries.values())) > 1:
-        sides = ", ".join(f"{n} is {t.__module__}.{t.__name__}" for n, t in libraries.items())
+        sides = ", ".join(
+            f"{n} is {t.__module__}.{t.__name__}" for n, t in libraries.items()
+        )
         msg = f"arrays must come from one library; got {sides}"
         raise TypeError(msg)
 
@@ -162,9 +164,7 @@ def _check_shape(name: str, ndim: int, shape: tuple[int, ...], x: Array) -> None
         raise ValueError(msg)
 
 
-def timesteps(
-    xp: Namespace, t: Any, size: int, x: Array, name: str = "t"
-) -> Steps:
+def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> Steps:
     """Validate integer timesteps t for samples x against a table of ``size``."""
     if isinstance(t, bool) or isinstance(t, np.bool_):
         msg = f"{name} must be an integer timestep; got the bool {t}"

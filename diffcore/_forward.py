@@ -51,7 +51,9 @@ def _device(x: Array) -> Any:
     return device(x)
 
 
-def affine(xp: Namespace, a: float | Array, x: Array, b: float | Array, y: Array) -> Array:
+def affine(
+    xp: Namespace, a: float | Array, x: Array, b: float | Array, y: Array
+) -> Array:
     """a * x + b * y computed in the compute dtype, rounded once to x's dtype."""
     return finish(xp, a * upcast(xp, x) + b * upcast(xp, y), x.dtype)
 
@@ -61,7 +63,8 @@ def q_step_mean_variance(schedule: Schedule, x_prev: Array, t: Any) -> MeanVaria
 
     .. math::
 
-        q(x_t \\mid x_{t-1}) = \\mathcal N(\\sqrt{1 - \\beta_t}\\, x_{t-1},\\ \\beta_t I)
+        q(x_t \\mid x_{t-1})
+        = \\mathcal N(\\sqrt{1 - \\beta_t}\\, x_{t-1},\\ \\beta_t I)
 
     Parameters
     ----------
@@ -88,7 +91,11 @@ def q_step_mean_variance(schedule: Schedule, x_prev: Array, t: Any) -> MeanVaria
     [[0.99994999, 0.99994999], [0.0001, 0.0001]]
     """
     schedule, xp, steps = _setup(schedule, t, "x_prev", x_prev)
-    mean = finish(xp, gather(schedule, "sqrt_alphas", steps, xp, x_prev) * upcast(xp, x_prev), x_prev.dtype)
+    mean = finish(
+        xp,
+        gather(schedule, "sqrt_alphas", steps, xp, x_prev) * upcast(xp, x_prev),
+        x_prev.dtype,
+    )
     variance = spread(xp, gather(schedule, "betas", steps, xp, x_prev), x_prev)
     log_variance = spread(xp, gather(schedule, "log_betas", steps, xp, x_prev), x_prev)
     return mean, variance, log_variance
@@ -153,7 +160,9 @@ def q_mean_variance(schedule: Schedule, x_0: Array, t: Any) -> MeanVariance:
     schedule, xp, steps = _setup(schedule, t, "x_0", x_0)
     a = gather(schedule, "sqrt_alphas_cumprod", steps, xp, x_0)
     mean = finish(xp, a * upcast(xp, x_0), x_0.dtype)
-    variance = spread(xp, gather(schedule, "one_minus_alphas_cumprod", steps, xp, x_0), x_0)
+    variance = spread(
+        xp, gather(schedule, "one_minus_alphas_cumprod", steps, xp, x_0), x_0
+    )
     log_variance = spread(
         xp, gather(schedule, "log_one_minus_alphas_cumprod", steps, xp, x_0), x_0
     )
@@ -194,7 +203,8 @@ def q_sample(schedule: Schedule, x_0: Array, t: Any, noise: Array) -> Array:
     --------
     >>> import numpy as np, diffcore
     >>> s = diffcore.Schedule.linear(1000)
-    >>> x_t = diffcore.q_sample(s, np.zeros((2, 3)), np.array([0, 999]), np.ones((2, 3)))
+    >>> x_0, noise = np.zeros((2, 3)), np.ones((2, 3))
+    >>> x_t = diffcore.q_sample(s, x_0, np.array([0, 999]), noise)
     >>> x_t[:, 0].round(6).tolist()
     [0.01, 0.99998]
     """
@@ -232,8 +242,13 @@ def check_order(s: Steps, t: Steps, schedule: Schedule) -> None:
     """s < t wherever both are readable, and alpha_bar_s > 0."""
     if s.host is None or t.host is None:
         return
-    if np.any(np.broadcast_to(s.host, np.broadcast_shapes(s.host.shape, t.host.shape)) >= t.host):
-        msg = f"s must be smaller than t at every sample; got s = {s.host}, t = {t.host}"
+    if np.any(
+        np.broadcast_to(s.host, np.broadcast_shapes(s.host.shape, t.host.shape))
+        >= t.host
+    ):
+        msg = (
+            f"s must be smaller than t at every sample; got s = {s.host}, t = {t.host}"
+        )
         raise ValueError(msg)
     if np.any(schedule.alphas_cumprod[s.host] == 0.0):
         msg = f"alphas_cumprod at s must be positive; got 0 at s = {s.host}"
@@ -268,7 +283,9 @@ def q_transition_mean_variance(
     schedule, xp, t_steps = _setup(schedule, t, "x_s", x_s)
     s_steps = timesteps(xp, s, len(schedule), x_s, name="s")
     check_order(s_steps, t_steps, schedule)
-    root, variance, log_variance = transition_tables(schedule, xp, s_steps, t_steps, x_s)
+    root, variance, log_variance = transition_tables(
+        schedule, xp, s_steps, t_steps, x_s
+    )
     mean = finish(xp, root * upcast(xp, x_s), x_s.dtype)
     return mean, spread(xp, variance, x_s), spread(xp, log_variance, x_s)
 

@@ -123,7 +123,8 @@ def x_0_from_v(schedule: Schedule, x_t: Array, t: Any, v: Array) -> Array:
 
     .. math::
 
-        \\hat x_0 = \\sqrt{\\bar\\alpha_t}\\, x_t - \\sqrt{1 - \\bar\\alpha_t}\\, \\hat v
+        \\hat x_0 = \\sqrt{\\bar\\alpha_t}\\, x_t
+        - \\sqrt{1 - \\bar\\alpha_t}\\, \\hat v
 
     Parameters
     ----------
@@ -147,7 +148,8 @@ def eps_from_v(schedule: Schedule, x_t: Array, t: Any, v: Array) -> Array:
 
     .. math::
 
-        \\hat\\epsilon = \\sqrt{1 - \\bar\\alpha_t}\\, x_t + \\sqrt{\\bar\\alpha_t}\\, \\hat v
+        \\hat\\epsilon = \\sqrt{1 - \\bar\\alpha_t}\\, x_t
+        + \\sqrt{\\bar\\alpha_t}\\, \\hat v
 
     Parameters
     ----------
@@ -171,7 +173,8 @@ def score_from_eps(schedule: Schedule, x_t: Array, t: Any, eps: Array) -> Array:
 
     .. math::
 
-        \\nabla_{x_t} \\log q(x_t) \\approx -\\frac{\\hat\\epsilon}{\\sqrt{1-\\bar\\alpha_t}}
+        \\nabla_{x_t} \\log q(x_t)
+        \\approx -\\frac{\\hat\\epsilon}{\\sqrt{1-\\bar\\alpha_t}}
 
     Parameters
     ----------

@@ -60,7 +60,9 @@ def q_posterior_mean_variance(
     return mean, variance, log_variance
 
 
-def _general(mod: Namespace, la_s: Any, la_t: Any, l1m_s: Any, l1m_t: Any) -> tuple[Any, ...]:
+def _general(
+    mod: Namespace, la_s: Any, la_t: Any, l1m_s: Any, l1m_t: Any
+) -> tuple[Any, ...]:
     """Weights of x_0 and x_t, variance and log variance of q(x_s | x_t, x_0).
 
     ``mod`` is NumPy (float64 on the host) or the samples' namespace.
@@ -125,6 +127,8 @@ def q_posterior_transition_mean_variance(
     schedule, xp, t_steps = _setup(schedule, t, "x_t", x_t, x_0=x_0)
     s_steps = timesteps(xp, s, len(schedule), x_t, name="s")
     check_order(s_steps, t_steps, schedule)
-    c0, ct, variance, log_variance = _general_coefficients(schedule, xp, s_steps, t_steps, x_t)
+    c0, ct, variance, log_variance = _general_coefficients(
+        schedule, xp, s_steps, t_steps, x_t
+    )
     mean = affine(xp, c0, x_0, ct, x_t)
     return mean, spread(xp, variance, x_t), spread(xp, log_variance, x_t)

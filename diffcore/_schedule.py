@@ -78,12 +78,13 @@ def _log_one_minus_exp(log_a: Float64Array) -> Float64Array:
 def _as_float64_vector(name: str, values: ArrayLike) -> Float64Array:
     array = np.asarray(values)
     if array.dtype == np.bool_ or not (
-        np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+        np.issubdtype(array.dtype, np.floating)
+        or np.issubdtype(array.dtype, np.integer)
     ):
         msg = f"{name} must hold real numbers; got dtype {array.dtype}"
         raise TypeError(msg)
     if array.ndim != 1 or array.size < 1:
-        msg = f"{name} must be a 1-d array with at least one entry; got shape {array.shape}"
+        msg = f"{name} must be a non-empty 1-d array; got shape {array.shape}"
         raise ValueError(msg)
     return array.astype(np.float64)
 
@@ -103,8 +104,8 @@ def _check_betas(betas: Float64Array, name: str = "betas") -> None:
     if bad.size:
         i = int(bad[0])
         msg = (
-            f"{name} must lie in (0, 1] with no NaN; got {name}[{i}] = {float(betas[i])!r} "
-            f"({bad.size} bad entries)"
+            f"{name} must lie in (0, 1] with no NaN; got "
+            f"{name}[{i}] = {float(betas[i])!r} ({bad.size} bad entries)"
         )
         raise ValueError(msg)
 
@@ -170,7 +171,6 @@ class Schedule:
         "_lock",
         "_log_alphas_cumprod",
         "_log_one_minus_alphas_cumprod",
-        "_one_minus_alphas_cumprod",
         "log_variance_floor",
         "timestep_map",
         *_TABLES,
@@ -191,6 +191,11 @@ class Schedule:
     posterior_mean_coef_xt: Float64Array
     timestep_map: NDArray[np.int64]
     log_variance_floor: float
+    _log_alphas_cumprod: Float64Array
+    _log_one_minus_alphas_cumprod: Float64Array
+    _first_log_variance: str
+    _cache: OrderedDict[Any, Any]
+    _lock: threading.Lock
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         msg = (
@@ -266,7 +271,9 @@ class Schedule:
             "log_snr": log_snr,
             "sigmas": sigmas,
             "posterior_variance": posterior_variance,
-            "posterior_log_variance_clipped": self._clipped_log(posterior_variance, betas),
+            "posterior_log_variance_clipped": self._clipped_log(
+                posterior_variance, betas
+            ),
             "posterior_mean_coef_x0": coef_x0,
             "posterior_mean_coef_xt": coef_xt,
         }
@@ -278,7 +285,8 @@ class Schedule:
         # a one-step schedule has no t = 1, so it takes log(beta_0) instead.
         first = variance[1] if variance.shape[0] > 1 else betas[0]
         with np.errstate(divide="ignore"):
-            return np.log(np.concatenate([[first], variance[1:]]))
+            clipped: Float64Array = np.log(np.concatenate([[first], variance[1:]]))
+        return clipped
 
     @classmethod
     def from_betas(cls, betas: ArrayLike) -> Schedule:
@@ -393,9 +401,11 @@ class Schedule:
         if lam.shape != (T,):
             msg = f"log_snr(u) must return shape ({T},); got {lam.shape}"
             raise ValueError(msg)
-        finite = np.isfinite(lam[:-1]).all() and not (np.isnan(lam[-1]) or lam[-1] == np.inf)
+        finite = np.isfinite(lam[:-1]).all() and not (
+            np.isnan(lam[-1]) or lam[-1] == np.inf
+        )
         if not finite:
-            msg = f"log_snr(u) must be finite (only the last value may be -inf); got {lam}"
+            msg = f"log_snr(u) must be finite (only the last may be -inf); got {lam}"
             raise ValueError(msg)
         cls._check_decreasing("log_snr(u)", lam)
         return cls._build(-_softplus(-lam), -_softplus(lam))
@@ -440,7 +450,7 @@ class Schedule:
     def scaled_linear(
         cls, T: int, beta_start: float = 0.00085, beta_end: float = 0.012
     ) -> Schedule:
-        """Betas whose square roots are linear in t (latent diffusion, Stable Diffusion).
+        """Betas whose square roots are linear in t (latent / Stable Diffusion).
 
         .. math::
 
@@ -534,14 +544,18 @@ class Schedule:
         """
         T = _check_steps(T)
         if not (tau > 0.0 and start < end):
-            msg = f"need tau > 0 and start < end; got tau={tau!r}, start={start!r}, end={end!r}"
+            msg = (
+                f"need tau > 0 and start < end; got tau={tau!r}, start={start!r}, "
+                f"end={end!r}"
+            )
             raise ValueError(msg)
 
         def sigmoid(z: Float64Array) -> Float64Array:
             return 1.0 / (1.0 + np.exp(-z))
 
         u = np.arange(1, T + 1, dtype=np.float64) / T
-        v_start, v_end = sigmoid(np.float64(start / tau)), sigmoid(np.float64(end / tau))
+        v_start = 1.0 / (1.0 + math.exp(-start / tau))
+        v_end = 1.0 / (1.0 + math.exp(-end / tau))
         v_u = sigmoid((u * (end - start) + start) / tau)
         with np.errstate(divide="ignore"):
             log_ab = np.log(np.maximum(v_end - v_u, 0.0)) - np.log(v_end - v_start)
@@ -580,7 +594,9 @@ class Schedule:
         # 1 - new_root = (first (1 - root) - last (1 - first)) / (first - last)
         new_root = (root - last) * (first / (first - last))
         new_root[-1] = 0.0
-        new_one_minus_root = (first * one_minus_root - last * one_minus_root[0]) / (first - last)
+        new_one_minus_root = (first * one_minus_root - last * one_minus_root[0]) / (
+            first - last
+        )
         new_one_minus_root[-1] = 1.0
         with np.errstate(divide="ignore"):
             log_ab = 2.0 * np.log(new_root)
@@ -619,7 +635,7 @@ class Schedule:
             )
             raise ValueError(msg)
         if (np.diff(kept) <= 0).any():
-            msg = f"indices must be strictly increasing (sorted, no duplicates); got {kept}"
+            msg = f"indices must be strictly increasing (no duplicates); got {kept}"
             raise ValueError(msg)
         return self._derive(
             self._log_alphas_cumprod[kept],

@@ -159,7 +159,9 @@ def assert_posterior_matches_bayes(
     _assert_close("posterior_mean_coef_xt", posterior_mean_coef_xt, expected_xt, rtol)
 
 
-def _assert_close(name: str, actual: ArrayLike, expected: ArrayLike, rtol: float) -> None:
+def _assert_close(
+    name: str, actual: ArrayLike, expected: ArrayLike, rtol: float
+) -> None:
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -169,7 +171,7 @@ def _assert_close(name: str, actual: ArrayLike, expected: ArrayLike, rtol: float
     if bad.size:
         i = int(bad[0])
         msg = (
-            f"{name}[{i}] = {a[i]!r} but the chain gives {e[i]!r} "
-            f"(relative error {error[i]:.3g} > rtol {rtol:g}; {bad.size} entries differ)"
+            f"{name}[{i}] = {a[i]!r} but the chain gives {e[i]!r} (relative "
+            f"error {error[i]:.3g} > rtol {rtol:g}; {bad.size} entries differ)"
         )
         raise AssertionError(msg)

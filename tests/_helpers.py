@@ -32,4 +32,6 @@ def dtypes(xp: Any) -> list[Any]:
 def tolerance(dtype: Any) -> float:
     """Relative tolerance for results rounded once to ``dtype``."""
     name = getattr(dtype, "__name__", str(dtype)).rsplit(".", 1)[-1]
-    return {"float16": 2e-3, "bfloat16": 1.6e-2, "float32": 2e-6, "float64": 1e-13}[name]
+    return {"float16": 2e-3, "bfloat16": 1.6e-2, "float32": 2e-6, "float64": 1e-13}[
+        name
+    ]

@@ -1,4 +1,4 @@
-"""Shared fixtures: one ``xp`` fixture over every array library, and Hypothesis profiles.
+"""Shared fixtures: one ``xp`` fixture over every array library; Hypothesis profiles.
 
 Set DIFFCORE_BACKENDS=numpy,torch (comma-separated) to narrow the libraries.
 Hypothesis runs the derandomised, bounded "ci" profile unless
@@ -49,7 +49,9 @@ def _load(name: str) -> ModuleType:
             pytest.skip("cupy needs a CUDA GPU; none is present")
     base = BACKENDS[name].split(".")[0]
     if base == "array_api_compat":
-        pytest.importorskip(BACKENDS[name].split(".")[1], reason=f"{name} is not installed")
+        pytest.importorskip(
+            BACKENDS[name].split(".")[1], reason=f"{name} is not installed"
+        )
     else:
         pytest.importorskip(base, reason=f"{name} is not installed")
     return importlib.import_module(BACKENDS[name])

@@ -39,13 +39,19 @@ def test_q_sample_matches_float64_reference(xp: Any, dtype_name: str) -> None:
     assert x_t.dtype == dtype and tuple(x_t.shape) == (4, 3, 5)
     assert type(x_t) is type(x_xp)
     # Reference on the inputs as rounded to dtype, so only the computation is judged.
-    expected = reference_q_sample(to_numpy(x_xp).astype(np.float64), t, to_numpy(n_xp).astype(np.float64))
-    np.testing.assert_allclose(to_numpy(x_t), expected, rtol=tolerance(dtype), atol=tolerance(dtype))
+    expected = reference_q_sample(
+        to_numpy(x_xp).astype(np.float64), t, to_numpy(n_xp).astype(np.float64)
+    )
+    np.testing.assert_allclose(
+        to_numpy(x_t), expected, rtol=tolerance(dtype), atol=tolerance(dtype)
+    )
 
 
 def test_c02_float16_noise_coefficient_is_not_lost() -> None:
     for t, expected in [(0, 0.01000213623046875), (1, None)]:
-        x_t = diffcore.q_sample(SCHEDULE, np.zeros(4, np.float16), t, np.ones(4, np.float16))
+        x_t = diffcore.q_sample(
+            SCHEDULE, np.zeros(4, np.float16), t, np.ones(4, np.float16)
+        )
         assert x_t.dtype == np.float16 and (x_t > 0).all()
         if expected is not None:
             assert float(x_t[0]) == expected
@@ -59,14 +65,26 @@ def test_c02_bfloat16_noise_coefficient_is_not_lost() -> None:
         x_t = diffcore.q_sample(sd, x, torch.tensor(t), torch.ones_like(x))
         assert x_t.dtype == torch.bfloat16
         assert float(x_t[0]) == expected
-    lin = diffcore.q_sample(SCHEDULE, torch.zeros(10, 2, dtype=torch.bfloat16), torch.arange(10), torch.ones(10, 2, dtype=torch.bfloat16))
+    lin = diffcore.q_sample(
+        SCHEDULE,
+        torch.zeros(10, 2, dtype=torch.bfloat16),
+        torch.arange(10),
+        torch.ones(10, 2, dtype=torch.bfloat16),
+    )
     assert (lin > 0).all()
 
 
 def test_c23_timestep_containers_give_identical_results() -> None:
     x = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
     noise = np.ones_like(x)
-    variants: list[Any] = [[7, 7, 7], np.array([7, 7, 7]), np.array([7, 7, 7], np.int32), np.int64(7), np.array(7), 7]
+    variants: list[Any] = [
+        [7, 7, 7],
+        np.array([7, 7, 7]),
+        np.array([7, 7, 7], np.int32),
+        np.int64(7),
+        np.array(7),
+        7,
+    ]
     torch = None
     try:
         import torch
@@ -83,21 +101,28 @@ def test_c23_timestep_containers_give_identical_results() -> None:
 def test_c23_numpy_timesteps_with_torch_samples() -> None:
     torch = pytest.importorskip("torch", reason="torch is not installed")
     x = torch.ones(3, 2)
-    out = [diffcore.q_sample(SCHEDULE, x, t, x) for t in ([5, 6, 7], np.array([5, 6, 7]), torch.tensor([5, 6, 7]))]
+    out = [
+        diffcore.q_sample(SCHEDULE, x, t, x)
+        for t in ([5, 6, 7], np.array([5, 6, 7]), torch.tensor([5, 6, 7]))
+    ]
     for r in out:
         assert isinstance(r, torch.Tensor) and r.device == x.device
         assert torch.equal(r, out[0])
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 2), (2, 16, 4, 8, 8), (2, 4)])
-def test_c24_per_sample_coefficients_broadcast_over_leading_axis(xp: Any, shape: tuple[int, ...]) -> None:
+def test_c24_per_sample_coefficients_broadcast_over_leading_axis(
+    xp: Any, shape: tuple[int, ...]
+) -> None:
     ones = xp.ones(shape, dtype=xp.float64)
     x_t = to_numpy(diffcore.q_sample(SCHEDULE, ones, xp.asarray([10, 900]), ones))
     np.testing.assert_allclose(x_t[0], 1.0457367262253217008, rtol=1e-14)
     np.testing.assert_allclose(x_t[1], 1.016303984144524022, rtol=1e-14)
     scalar = to_numpy(diffcore.q_sample(SCHEDULE, ones, 10, ones))
     np.testing.assert_allclose(scalar, 1.0457367262253217008, rtol=1e-14)
-    with pytest.raises(ValueError, match=r"shape \(B,\) with B = x.shape\[0\] = 2; got shape \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"shape \(B,\) with B = x.shape\[0\] = 2; got shape \(3,\)"
+    ):
         diffcore.q_sample(SCHEDULE, ones, xp.asarray([1, 2, 3]), ones)
     with pytest.raises(ValueError, match=r"got shape \(2, 2\)"):
         diffcore.q_sample(SCHEDULE, ones, xp.asarray([[1, 2], [3, 4]]), ones)
@@ -113,7 +138,9 @@ def test_mean_variance_functions_agree_with_their_samplers(xp: Any) -> None:
         (diffcore.q_step_mean_variance, diffcore.q_step_sample),
     ]:
         mean, var, log_var = mean_var(SCHEDULE, x, t)
-        np.testing.assert_allclose(to_numpy(sample(SCHEDULE, x, t, zero)), to_numpy(mean), rtol=1e-15)
+        np.testing.assert_allclose(
+            to_numpy(sample(SCHEDULE, x, t, zero)), to_numpy(mean), rtol=1e-15
+        )
         np.testing.assert_allclose(np.exp(to_numpy(log_var)), to_numpy(var), rtol=1e-14)
         unit = xp.ones((3, 4), dtype=xp.float64)
         shift = to_numpy(sample(SCHEDULE, x, t, unit)) - to_numpy(mean)
@@ -124,11 +151,15 @@ def test_transition_composes_with_the_closed_form(xp: Any) -> None:
     x = make(xp, np.linspace(-1, 1, 6).reshape(2, 3))
     s, t = xp.asarray([100, 0]), xp.asarray([700, 999])
     mean_s, var_s, _ = diffcore.q_mean_variance(SCHEDULE, x, s)
-    mean_ts, var_ts, log_ts = diffcore.q_transition_mean_variance(SCHEDULE, mean_s, s, t)
+    mean_ts, var_ts, log_ts = diffcore.q_transition_mean_variance(
+        SCHEDULE, mean_s, s, t
+    )
     mean_t, var_t, _ = diffcore.q_mean_variance(SCHEDULE, x, t)
     np.testing.assert_allclose(to_numpy(mean_ts), to_numpy(mean_t), rtol=1e-13)
     root = to_numpy(mean_ts) / to_numpy(mean_s)
-    np.testing.assert_allclose(root**2 * to_numpy(var_s) + to_numpy(var_ts), to_numpy(var_t), rtol=1e-13)
+    np.testing.assert_allclose(
+        root**2 * to_numpy(var_s) + to_numpy(var_ts), to_numpy(var_t), rtol=1e-13
+    )
     np.testing.assert_allclose(np.exp(to_numpy(log_ts)), to_numpy(var_ts), rtol=1e-13)
     zero = xp.zeros((2, 3), dtype=xp.float64)
     sample = diffcore.q_transition_sample(SCHEDULE, mean_s, s, t, zero)
@@ -148,7 +179,9 @@ def test_results_keep_namespace_and_dtype(xp: Any) -> None:
             assert type(out) is type(x)
 
 
-def test_unreadable_timesteps_poison_with_nan_instead_of_wrapping(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreadable_timesteps_poison_with_nan_instead_of_wrapping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     torch = pytest.importorskip("torch", reason="torch is not installed")
     from diffcore import _arrays
 
@@ -200,13 +233,22 @@ def test_bad_timesteps_in_the_samples_library(xp: Any) -> None:
 
 def test_bad_samples(xp: Any) -> None:
     x = xp.ones((2, 3), dtype=xp.float64)
-    with pytest.raises(ValueError, match=r"noise must have the shape of x_0, \(2, 3\); got \(3, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"noise must have the shape of x_0, \(2, 3\); got \(3, 2\)"
+    ):
         diffcore.q_sample(SCHEDULE, x, 1, xp.ones((3, 2), dtype=xp.float64))
     with pytest.raises(TypeError, match="noise must have the dtype of x_0"):
         diffcore.q_sample(SCHEDULE, x, 1, xp.ones((2, 3), dtype=xp.float32))
     with pytest.raises(TypeError, match="x_0 must have a real floating dtype; got"):
-        diffcore.q_sample(SCHEDULE, xp.ones((2, 3), dtype=xp.int64), 1, xp.ones((2, 3), dtype=xp.int64))
-    with pytest.raises(TypeError, match="schedule must be a diffcore.Schedule; got list"):
+        diffcore.q_sample(
+            SCHEDULE,
+            xp.ones((2, 3), dtype=xp.int64),
+            1,
+            xp.ones((2, 3), dtype=xp.int64),
+        )
+    with pytest.raises(
+        TypeError, match=r"schedule must be a diffcore\.Schedule; got list"
+    ):
         diffcore.q_sample([0.1], x, 1, x)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="x_0 must be an array"):
         diffcore.q_sample(SCHEDULE, [1.0, 2.0], 1, x)
@@ -214,7 +256,9 @@ def test_bad_samples(xp: Any) -> None:
 
 def test_mixed_libraries_name_both_sides() -> None:
     torch = pytest.importorskip("torch", reason="torch is not installed")
-    with pytest.raises(TypeError, match=r"one library; got x_0 is torch.Tensor, noise is numpy.ndarray"):
+    with pytest.raises(
+        TypeError, match=r"one library; got x_0 is torch.Tensor, noise is numpy.ndarray"
+    ):
         diffcore.q_sample(SCHEDULE, torch.ones(2), 1, np.ones(2))
 
 

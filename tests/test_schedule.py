@@ -46,7 +46,7 @@ def relative_error(
     i.e. relative to max(|value|, 1).
     """
     out = []
-    for a, r in zip(actual.tolist(), reference):
+    for a, r in zip(actual.tolist(), reference, strict=True):
         if mp.mpf(a) == r:
             out.append(0.0)
         elif max(abs(r), floor) == 0:
@@ -67,7 +67,9 @@ def test_every_table_matches_mpmath(kind: str, T: int) -> None:
         floor = 1.0 if name.startswith(("log", "posterior_log")) else 0.0
         error = relative_error(table, reference[name], floor)
         worst = int(np.argmax(error))
-        assert error[worst] <= 1e-13, f"{name}[{worst}]: relative error {error[worst]:.3g}"
+        assert error[worst] <= 1e-13, (
+            f"{name}[{worst}]: relative error {error[worst]:.3g}"
+        )
 
 
 def test_c01_linear_alphas_cumprod_and_its_complement() -> None:
@@ -84,7 +86,9 @@ def test_c01_linear_alphas_cumprod_and_its_complement() -> None:
     assert relative_error(np.exp(s.log_one_minus_alphas_cumprod), exact).max() <= 1e-15
 
 
-def test_c02_half_precision_alpha_bar_rounds_to_one_but_diffcore_keeps_the_noise() -> None:
+def test_c02_half_precision_alpha_bar_rounds_to_one_but_diffcore_keeps_the_noise() -> (
+    None
+):
     s = Schedule.linear(1000)
     # The failure signature: the rounded table says there is no noise at all.
     assert np.float16(s.alphas_cumprod[0]) == 1.0
@@ -101,9 +105,14 @@ def test_c02_half_precision_alpha_bar_rounds_to_one_but_diffcore_keeps_the_noise
 
 @pytest.mark.parametrize(
     ("T", "ab0", "beta0"),
-    [(1000, 0.9999587157751782222, 4.1284224821777802353e-05), (250, 0.99980573120267168957, None)],
+    [
+        (1000, 0.9999587157751782222, 4.1284224821777802353e-05),
+        (250, 0.99980573120267168957, None),
+    ],
 )
-def test_c04_cosine_table_has_length_T_and_no_unit_entry(T: int, ab0: float, beta0: float | None) -> None:
+def test_c04_cosine_table_has_length_T_and_no_unit_entry(
+    T: int, ab0: float, beta0: float | None
+) -> None:
     s = Schedule.cosine(T)
     assert len(s) == T and s.alphas_cumprod.shape == (T,)
     assert s.alphas_cumprod[0] == pytest.approx(ab0, rel=1e-13)
@@ -130,7 +139,9 @@ def test_c07_scaled_linear_is_not_linear_and_sd_sigma_range() -> None:
     assert sd.betas[499] == pytest.approx(0.0048037929805507178224, rel=1e-13)
     assert same_ends.betas[499] == pytest.approx(0.0064194194194194194194, rel=1e-13)
     assert sd.alphas_cumprod[999] == pytest.approx(0.0046600985130772404039, rel=1e-12)
-    assert same_ends.alphas_cumprod[999] == pytest.approx(0.0015789629305514416211, rel=1e-12)
+    assert same_ends.alphas_cumprod[999] == pytest.approx(
+        0.0015789629305514416211, rel=1e-12
+    )
     assert sd.sigmas[0] == pytest.approx(0.02916715815172006662, rel=1e-12)
     assert sd.sigmas[999] == pytest.approx(14.614641229333635971, rel=1e-12)
 
@@ -154,24 +165,38 @@ def test_stable_diffusion_terminal_values_and_zero_snr_rescale() -> None:
 def test_rescaled_complement_is_accurate_at_early_steps() -> None:
     sd = Schedule.scaled_linear(1000)
     z = sd.rescale_zero_terminal_snr()
-    root = [mp.sqrt(a) for a in _reference.tables("scaled_linear", 1000)["alphas_cumprod"]]
+    root = [
+        mp.sqrt(a) for a in _reference.tables("scaled_linear", 1000)["alphas_cumprod"]
+    ]
     first, last = root[0], root[-1]
     new = [((r - last) * first / (first - last)) ** 2 for r in root]
-    error = relative_error(np.exp(z.log_one_minus_alphas_cumprod[:-1]), [1 - a for a in new[:-1]])
+    error = relative_error(
+        np.exp(z.log_one_minus_alphas_cumprod[:-1]), [1 - a for a in new[:-1]]
+    )
     assert error.max() <= 1e-12
 
 
 def test_c12_posterior_variance_and_clipped_log() -> None:
     s = Schedule.linear(1000)
     assert s.posterior_variance[0] == 0.0
-    assert s.posterior_variance[1] == pytest.approx(5.4531876613026053947e-05, rel=1e-13)
-    assert s.posterior_variance[999] == pytest.approx(0.019999983526560607476, rel=1e-13)
-    assert s.posterior_log_variance_clipped[0] == pytest.approx(-9.8167251352955939914, rel=1e-14)
+    assert s.posterior_variance[1] == pytest.approx(
+        5.4531876613026053947e-05, rel=1e-13
+    )
+    assert s.posterior_variance[999] == pytest.approx(
+        0.019999983526560607476, rel=1e-13
+    )
+    assert s.posterior_log_variance_clipped[0] == pytest.approx(
+        -9.8167251352955939914, rel=1e-14
+    )
     assert np.isfinite(s.posterior_log_variance_clipped).all()
     floor = s.with_posterior_log_variance("floor", floor=1e-20)
     assert floor.posterior_log_variance_clipped[0] == pytest.approx(math.log(1e-20))
-    assert floor.posterior_log_variance_clipped[1] == s.posterior_log_variance_clipped[1]
-    assert floor.respace([0, 5]).posterior_log_variance_clipped[0] == pytest.approx(math.log(1e-20))
+    assert (
+        floor.posterior_log_variance_clipped[1] == s.posterior_log_variance_clipped[1]
+    )
+    assert floor.respace([0, 5]).posterior_log_variance_clipped[0] == pytest.approx(
+        math.log(1e-20)
+    )
 
 
 def test_one_step_schedule_uses_log_beta_for_the_first_log_variance() -> None:
@@ -186,7 +211,9 @@ def test_c13_respacing_takes_betas_from_alpha_bar_ratios() -> None:
     assert r.timestep_map.tolist() == list(range(0, 1000, 20))
     assert r.betas[0] == pytest.approx(1e-4, rel=1e-14)
     assert r.betas[25] == pytest.approx(0.17995439100829400102, rel=1e-13)
-    np.testing.assert_allclose(np.cumprod(r.alphas), s.alphas_cumprod[::20], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(
+        np.cumprod(r.alphas), s.alphas_cumprod[::20], rtol=0, atol=1e-15
+    )
     assert r.posterior_variance[25] == pytest.approx(0.17662303428009879117, rel=1e-13)
     twice = r.respace([0, 25, 49])
     assert twice.timestep_map.tolist() == [0, 500, 980]
@@ -196,7 +223,9 @@ def test_c13_respacing_takes_betas_from_alpha_bar_ratios() -> None:
 def test_sigmoid_schedules_follow_their_definitions() -> None:
     geo = Schedule.sigmoid_betas(100)
     z = np.linspace(-6, 6, 100)
-    np.testing.assert_allclose(geo.betas, 1e-4 + (0.02 - 1e-4) / (1 + np.exp(-z)), rtol=1e-15)
+    np.testing.assert_allclose(
+        geo.betas, 1e-4 + (0.02 - 1e-4) / (1 + np.exp(-z)), rtol=1e-15
+    )
     chen = Schedule.sigmoid_alphas_cumprod(100, start=-3, end=3, tau=1)
     sig = lambda v: 1 / (1 + mp.exp(-v))  # noqa: E731
     for i in (0, 10, 50, 98):
@@ -206,16 +235,23 @@ def test_sigmoid_schedules_follow_their_definitions() -> None:
         one_minus = np.exp(chen.log_one_minus_alphas_cumprod[i])
         assert one_minus == pytest.approx(float(1 - gamma), rel=1e-13)
     assert chen.alphas_cumprod[-1] == 0.0 and chen.betas[-1] == 1.0
-    assert not np.allclose(geo.alphas_cumprod, Schedule.sigmoid_alphas_cumprod(100).alphas_cumprod)
+    assert not np.allclose(
+        geo.alphas_cumprod, Schedule.sigmoid_alphas_cumprod(100).alphas_cumprod
+    )
 
 
 def test_from_log_snr_reproduces_the_cosine_schedule() -> None:
     T = 200
     s = Schedule.from_log_snr(lambda u: -2 * np.log(np.tan(np.pi * u / 2)), T)
     cos = Schedule.cosine(T, s=0.0, max_beta=1.0)
-    np.testing.assert_allclose(s.alphas_cumprod[:-1], cos.alphas_cumprod[:-1], rtol=1e-12)
+    np.testing.assert_allclose(
+        s.alphas_cumprod[:-1], cos.alphas_cumprod[:-1], rtol=1e-12
+    )
     np.testing.assert_allclose(s.log_snr[:-1], cos.log_snr[:-1], rtol=1e-12, atol=1e-14)
-    zero = Schedule.from_log_snr(lambda u: np.where(u < 1, -2 * np.log(u / (1 - np.minimum(u, 0.5))), -np.inf), 10)
+    zero = Schedule.from_log_snr(
+        lambda u: np.where(u < 1, -2 * np.log(u / (1 - np.minimum(u, 0.5))), -np.inf),
+        10,
+    )
     assert zero.alphas_cumprod[-1] == 0.0 and zero.sigmas[-1] == np.inf
 
 
@@ -230,7 +266,9 @@ def test_linear_endpoint_convention_is_explicit() -> None:
     given = Schedule.linear(250)
     scaled = Schedule.linear(250, scale_by_T=True)
     assert given.betas[0] == 1e-4 and given.betas[-1] == 0.02
-    assert scaled.betas[0] == pytest.approx(4e-4) and scaled.betas[-1] == pytest.approx(0.08)
+    assert scaled.betas[0] == pytest.approx(4e-4) and scaled.betas[-1] == pytest.approx(
+        0.08
+    )
 
 
 def test_schedule_is_immutable_and_read_only() -> None:
@@ -258,8 +296,12 @@ def test_c03_helpers_leave_the_stored_schedule_untouched() -> None:
         table = getattr(s, name)
         assert table.dtype == np.float64 and isinstance(table, np.ndarray)
         assert table.tobytes() == snapshot[name], name
-    assert s.posterior_mean_coef_x0[1] == pytest.approx(0.54529149951027148423, rel=1e-12)
-    assert s.posterior_mean_coef_xt[1] == pytest.approx(0.45470849899056467211, rel=1e-12)
+    assert s.posterior_mean_coef_x0[1] == pytest.approx(
+        0.54529149951027148423, rel=1e-12
+    )
+    assert s.posterior_mean_coef_xt[1] == pytest.approx(
+        0.45470849899056467211, rel=1e-12
+    )
 
 
 @pytest.mark.parametrize(
@@ -269,7 +311,7 @@ def test_c03_helpers_leave_the_stored_schedule_untouched() -> None:
         ([0.1, 1.5], ValueError, r"betas\[1\] = 1.5"),
         ([0.1, np.nan], ValueError, r"betas\[1\] = nan"),
         ([-0.1], ValueError, r"betas\[0\] = -0.1"),
-        ([], ValueError, "at least one entry"),
+        ([], ValueError, "non-empty"),
         ([[0.1]], ValueError, "1-d"),
         (["a"], TypeError, "real numbers"),
     ],
@@ -280,9 +322,13 @@ def test_bad_betas(betas: object, error: type, match: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("T", "error"), [(0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError)]
+    ("T", "error"),
+    [(0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError)],
 )
-@pytest.mark.parametrize("name", ["linear", "scaled_linear", "cosine", "sigmoid_betas", "sigmoid_alphas_cumprod"])
+@pytest.mark.parametrize(
+    "name",
+    ["linear", "scaled_linear", "cosine", "sigmoid_betas", "sigmoid_alphas_cumprod"],
+)
 def test_bad_T(name: str, T: object, error: type) -> None:
     with pytest.raises(error, match="T must"):
         getattr(Schedule, name)(T)
