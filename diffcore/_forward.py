@@ -88,7 +88,7 @@ def q_step_mean_variance(schedule: Schedule, x_prev: Array, t: Any) -> MeanVaria
     >>> s = diffcore.Schedule.linear(1000)
     >>> mean, var, _ = diffcore.q_step_mean_variance(s, np.ones(2), 0)
     >>> mean.round(8).tolist(), var.tolist()
-    [[0.99994999, 0.99994999], [0.0001, 0.0001]]
+    ([0.99995, 0.99995], [0.0001, 0.0001])
     """
     schedule, xp, steps = _setup(schedule, t, "x_prev", x_prev)
     mean = finish(

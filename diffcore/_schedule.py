@@ -171,6 +171,7 @@ class Schedule:
         "_lock",
         "_log_alphas_cumprod",
         "_log_one_minus_alphas_cumprod",
+        "_one_minus_alphas_cumprod",
         "log_variance_floor",
         "timestep_map",
         *_TABLES,
@@ -193,6 +194,7 @@ class Schedule:
     log_variance_floor: float
     _log_alphas_cumprod: Float64Array
     _log_one_minus_alphas_cumprod: Float64Array
+    _one_minus_alphas_cumprod: Float64Array
     _first_log_variance: str
     _cache: OrderedDict[Any, Any]
     _lock: threading.Lock
@@ -215,6 +217,7 @@ class Schedule:
         timestep_map: NDArray[np.int64] | None = None,
         first_log_variance: str = "next",
         log_variance_floor: float = 1e-20,
+        one_minus_alphas_cumprod: Float64Array | None = None,
     ) -> Schedule:
         self = object.__new__(cls)
         set_ = object.__setattr__
@@ -233,6 +236,9 @@ class Schedule:
 
         set_(self, "_log_alphas_cumprod", log_ab)
         set_(self, "_log_one_minus_alphas_cumprod", log_1m)
+        if one_minus_alphas_cumprod is None:
+            one_minus_alphas_cumprod = np.exp(log_1m)
+        set_(self, "_one_minus_alphas_cumprod", _readonly(one_minus_alphas_cumprod))
         set_(self, "_first_log_variance", first_log_variance)
         set_(self, "log_variance_floor", float(log_variance_floor))
         set_(self, "timestep_map", timestep_map)
@@ -246,7 +252,7 @@ class Schedule:
         log_ab = self._log_alphas_cumprod
         log_1m = self._log_one_minus_alphas_cumprod
         alphas_cumprod = np.exp(log_ab)
-        one_minus = np.exp(log_1m)
+        one_minus = self._one_minus_alphas_cumprod
         alphas_cumprod_prev = np.concatenate([[1.0], alphas_cumprod[:-1]])
         one_minus_prev = np.concatenate([[0.0], one_minus[:-1]])
         alphas = 1.0 - betas
@@ -266,7 +272,7 @@ class Schedule:
             "alphas_cumprod": alphas_cumprod,
             "alphas_cumprod_prev": alphas_cumprod_prev,
             "sqrt_alphas_cumprod": np.exp(0.5 * log_ab),
-            "sqrt_one_minus_alphas_cumprod": np.exp(0.5 * log_1m),
+            "sqrt_one_minus_alphas_cumprod": np.sqrt(one_minus),
             "snr": np.exp(log_snr),
             "log_snr": log_snr,
             "sigmas": sigmas,
@@ -315,7 +321,12 @@ class Schedule:
         _check_betas(values)
         with np.errstate(divide="ignore"):
             log_ab = _compensated_cumsum(np.log1p(-values))
-        return cls._build(log_ab, _log_one_minus_exp(log_ab), betas=values)
+        return cls._build(
+            log_ab,
+            _log_one_minus_exp(log_ab),
+            betas=values,
+            one_minus_alphas_cumprod=-np.expm1(log_ab),
+        )
 
     @classmethod
     def from_alphas_cumprod(cls, alphas_cumprod: ArrayLike) -> Schedule:
@@ -346,7 +357,7 @@ class Schedule:
         with np.errstate(divide="ignore"):
             log_ab = np.log(values)
             log_1m = np.log1p(-values)
-        return cls._build(log_ab, log_1m)
+        return cls._build(log_ab, log_1m, one_minus_alphas_cumprod=1.0 - values)
 
     @staticmethod
     def _check_decreasing(name: str, values: Float64Array) -> None:
@@ -550,19 +561,16 @@ class Schedule:
             )
             raise ValueError(msg)
 
-        def sigmoid(z: Float64Array) -> Float64Array:
-            return 1.0 / (1.0 + np.exp(-z))
-
         u = np.arange(1, T + 1, dtype=np.float64) / T
         v_start = 1.0 / (1.0 + math.exp(-start / tau))
         v_end = 1.0 / (1.0 + math.exp(-end / tau))
-        v_u = sigmoid((u * (end - start) + start) / tau)
+        v_u = 1.0 / (1.0 + np.exp(-(u * (end - start) + start) / tau))
+        alphas_cumprod = np.maximum(v_end - v_u, 0.0) / (v_end - v_start)
+        one_minus = (v_u - v_start) / (v_end - v_start)
+        alphas_cumprod[-1], one_minus[-1] = 0.0, 1.0
         with np.errstate(divide="ignore"):
-            log_ab = np.log(np.maximum(v_end - v_u, 0.0)) - np.log(v_end - v_start)
-            log_1m = np.log(v_u - v_start) - np.log(v_end - v_start)
-        log_ab[-1] = -np.inf
-        log_1m[-1] = 0.0
-        return cls._build(log_ab, log_1m)
+            log_ab = np.log(alphas_cumprod)
+        return cls._build(log_ab, np.log(one_minus), one_minus_alphas_cumprod=one_minus)
 
     # -- derived schedules -------------------------------------------------
 
@@ -588,7 +596,7 @@ class Schedule:
             msg = f"rescale_zero_terminal_snr needs T >= 2; got T = {len(self)}"
             raise ValueError(msg)
         root = self.sqrt_alphas_cumprod
-        one_minus_root = np.exp(self._log_one_minus_alphas_cumprod) / (1.0 + root)
+        one_minus_root = self._one_minus_alphas_cumprod / (1.0 + root)
         first, last = root[0], root[-1]
 
         # 1 - new_root = (first (1 - root) - last (1 - first)) / (first - last)
@@ -600,8 +608,8 @@ class Schedule:
         new_one_minus_root[-1] = 1.0
         with np.errstate(divide="ignore"):
             log_ab = 2.0 * np.log(new_root)
-        log_1m = np.log(new_one_minus_root * (1.0 + new_root))
-        return self._derive(log_ab, log_1m, self.timestep_map)
+        one_minus = new_one_minus_root * (1.0 + new_root)
+        return self._derive(log_ab, np.log(one_minus), self.timestep_map, one_minus)
 
     def respace(self, indices: ArrayLike) -> Schedule:
         """The schedule that keeps only the steps at ``indices``.
@@ -641,6 +649,7 @@ class Schedule:
             self._log_alphas_cumprod[kept],
             self._log_one_minus_alphas_cumprod[kept],
             self.timestep_map[kept],
+            self._one_minus_alphas_cumprod[kept],
         )
 
     def with_posterior_log_variance(
@@ -671,6 +680,7 @@ class Schedule:
             timestep_map=self.timestep_map,
             first_log_variance=first,
             log_variance_floor=floor,
+            one_minus_alphas_cumprod=self._one_minus_alphas_cumprod,
         )
 
     def _derive(
@@ -678,6 +688,7 @@ class Schedule:
         log_ab: Float64Array,
         log_1m: Float64Array,
         timestep_map: NDArray[np.int64],
+        one_minus: Float64Array,
     ) -> Schedule:
         return self._build(
             log_ab,
@@ -685,6 +696,7 @@ class Schedule:
             timestep_map=timestep_map,
             first_log_variance=self._first_log_variance,
             log_variance_floor=self.log_variance_floor,
+            one_minus_alphas_cumprod=one_minus,
         )
 
     # -- container behaviour -------------------------------------------------
@@ -716,6 +728,7 @@ class Schedule:
                 self.timestep_map,
                 self._first_log_variance,
                 self.log_variance_floor,
+                self._one_minus_alphas_cumprod,
             ),
         )
 
@@ -765,7 +778,7 @@ class Schedule:
 _PROPERTIES = ("log_one_minus_alphas_cumprod", "log_alphas_cumprod")
 
 _EXTRA: dict[str, Callable[[Schedule], Float64Array]] = {
-    "one_minus_alphas_cumprod": lambda s: np.exp(s._log_one_minus_alphas_cumprod),
+    "one_minus_alphas_cumprod": lambda s: s._one_minus_alphas_cumprod,
     "log_betas": lambda s: np.log(s.betas),
     "sqrt_alphas": lambda s: np.sqrt(s.alphas),
     "sqrt_betas": lambda s: np.sqrt(s.betas),
@@ -787,8 +800,9 @@ def _rebuild(
     timestep_map: NDArray[np.int64],
     first: str,
     floor: float,
+    one_minus: Float64Array,
 ) -> Schedule:
-    return Schedule._build(log_ab, log_1m, betas, timestep_map, first, floor)
+    return Schedule._build(log_ab, log_1m, betas, timestep_map, first, floor, one_minus)
 
 
 def as_schedule(schedule: Any) -> Schedule:
