@@ -223,19 +223,17 @@ def transition_tables(
     device in the compute dtype otherwise.
     """
     if s.host is not None and t.host is not None:
-        log_ab = schedule.log_alphas_cumprod
-        with np.errstate(invalid="ignore"):
-            log_ratio = log_ab[t.host] - log_ab[s.host]
+        log_ratio = schedule._log_ratio(s.host, t.host)
         return (
             from_host(xp, np.exp(0.5 * log_ratio), x),
             from_host(xp, -np.expm1(log_ratio), x),
             from_host(xp, np.log(-np.expm1(log_ratio)), x),
         )
-    log_ratio = gather(schedule, "log_alphas_cumprod", t, xp, x) - gather(
+    on_device = gather(schedule, "log_alphas_cumprod", t, xp, x) - gather(
         schedule, "log_alphas_cumprod", s, xp, x
     )
-    variance = -xp.expm1(log_ratio)
-    return xp.exp(0.5 * log_ratio), variance, xp.log(variance)
+    variance = -xp.expm1(on_device)
+    return xp.exp(0.5 * on_device), variance, xp.log(variance)
 
 
 def check_order(s: Steps, t: Steps, schedule: Schedule) -> None:

@@ -269,7 +269,8 @@ def alphas_cumprod_from_sigmas(sigmas: Array) -> Array:
     if _readable_values(sigma) and bool(xp.any(~(sigma >= 0))):
         msg = "sigmas must be non-negative with no NaN; got a negative or NaN entry"
         raise ValueError(msg)
-    huge = sigma > 1e150
+    # 1 + sigma^2 overflows past sqrt(max); alpha_bar there is 0 to that precision.
+    huge = sigma > float(xp.finfo(sigma.dtype).max) ** 0.5
     safe = xp.where(huge, xp.zeros_like(sigma), sigma)
     return xp.where(huge, xp.zeros_like(sigma), 1 / (1 + safe * safe))
 

@@ -61,13 +61,13 @@ def q_posterior_mean_variance(
 
 
 def _general(
-    mod: Namespace, la_s: Any, la_t: Any, l1m_s: Any, l1m_t: Any
+    mod: Namespace, la_s: Any, log_ratio: Any, l1m_s: Any, l1m_t: Any
 ) -> tuple[Any, ...]:
     """Weights of x_0 and x_t, variance and log variance of q(x_s | x_t, x_0).
 
-    ``mod`` is NumPy (float64 on the host) or the samples' namespace.
+    ``mod`` is NumPy (float64 on the host) or the samples' namespace;
+    log_ratio is log(alpha_bar_t / alpha_bar_s).
     """
-    log_ratio = la_t - la_s
     one_minus_ratio = -mod.expm1(log_ratio)
     log_shrink = l1m_s - l1m_t
     coef_x0 = mod.exp(0.5 * la_s - l1m_t) * one_minus_ratio
@@ -83,11 +83,12 @@ def _general_coefficients(
     if s.host is not None and t.host is not None:
         la, l1m = (schedule._table(n) for n in names)
         with np.errstate(invalid="ignore", divide="ignore"):
-            values = _general(np, la[s.host], la[t.host], l1m[s.host], l1m[t.host])
+            log_ratio = schedule._log_ratio(s.host, t.host)
+            values = _general(np, la[s.host], log_ratio, l1m[s.host], l1m[t.host])
         return [from_host(xp, np.asarray(v), x) for v in values]
     la_s, l1m_s = (gather(schedule, n, s, xp, x) for n in names)
     la_t, l1m_t = (gather(schedule, n, t, xp, x) for n in names)
-    return list(_general(xp, la_s, la_t, l1m_s, l1m_t))
+    return list(_general(xp, la_s, la_t - la_s, l1m_s, l1m_t))
 
 
 def q_posterior_transition_mean_variance(

@@ -39,25 +39,30 @@ _TABLES = (
 _CACHE_SIZE = 64
 
 
-def _compensated_cumsum(values: Float64Array) -> Float64Array:
-    """Cumulative sum with Neumaier compensation (error ~ eps * |partial sum|).
+def _compensated_cumsum(values: Float64Array) -> tuple[Float64Array, Float64Array]:
+    """Cumulative sum with Neumaier compensation, as a double-double (hi, lo).
 
-    A -inf term (a step with beta = 1) makes every later partial sum -inf.
+    hi is the partial sum rounded to float64 (error ~ eps * |partial sum|); lo
+    the part that rounding dropped, so differences of partial sums (log
+    alpha_bar ratios over short skips) keep their digits.  A -inf term (a step
+    with beta = 1) makes every later partial sum -inf, with lo = 0.
     """
-    out = np.empty_like(values)
+    hi = np.empty_like(values)
+    lo = np.zeros_like(values)
     total, carry = 0.0, 0.0
     for i, value in enumerate(values.tolist()):
         if math.isinf(value) or math.isinf(total):
-            total, carry = -math.inf, 0.0
+            hi[i], total, carry = -math.inf, -math.inf, 0.0
+            continue
+        new = total + value
+        if abs(total) >= abs(value):
+            carry += (total - new) + value
         else:
-            new = total + value
-            if abs(total) >= abs(value):
-                carry += (total - new) + value
-            else:
-                carry += (value - new) + total
-            total = new
-        out[i] = total + carry
-    return out
+            carry += (value - new) + total
+        total = new
+        hi[i] = total + carry
+        lo[i] = (total - hi[i]) + carry
+    return hi, lo
 
 
 def _softplus(x: Float64Array) -> Float64Array:
@@ -172,6 +177,7 @@ class Schedule:
         "_log_alphas_cumprod",
         "_log_one_minus_alphas_cumprod",
         "_one_minus_alphas_cumprod",
+        "_log_alphas_cumprod_lo",
         "log_variance_floor",
         "timestep_map",
         *_TABLES,
@@ -195,6 +201,7 @@ class Schedule:
     _log_alphas_cumprod: Float64Array
     _log_one_minus_alphas_cumprod: Float64Array
     _one_minus_alphas_cumprod: Float64Array
+    _log_alphas_cumprod_lo: Float64Array
     _first_log_variance: str
     _cache: OrderedDict[Any, Any]
     _lock: threading.Lock
@@ -218,6 +225,7 @@ class Schedule:
         first_log_variance: str = "next",
         log_variance_floor: float = 1e-20,
         one_minus_alphas_cumprod: Float64Array | None = None,
+        log_alphas_cumprod_lo: Float64Array | None = None,
     ) -> Schedule:
         self = object.__new__(cls)
         set_ = object.__setattr__
@@ -239,6 +247,9 @@ class Schedule:
         if one_minus_alphas_cumprod is None:
             one_minus_alphas_cumprod = np.exp(log_1m)
         set_(self, "_one_minus_alphas_cumprod", _readonly(one_minus_alphas_cumprod))
+        if log_alphas_cumprod_lo is None:
+            log_alphas_cumprod_lo = np.zeros_like(log_ab)
+        set_(self, "_log_alphas_cumprod_lo", _readonly(log_alphas_cumprod_lo))
         set_(self, "_first_log_variance", first_log_variance)
         set_(self, "log_variance_floor", float(log_variance_floor))
         set_(self, "timestep_map", timestep_map)
@@ -320,10 +331,11 @@ class Schedule:
         values = _as_float64_vector("betas", betas)
         _check_betas(values)
         with np.errstate(divide="ignore"):
-            log_ab = _compensated_cumsum(np.log1p(-values))
+            log_ab, log_ab_lo = _compensated_cumsum(np.log1p(-values))
         return cls._build(
             log_ab,
             _log_one_minus_exp(log_ab),
+            log_alphas_cumprod_lo=log_ab_lo,
             betas=values,
             one_minus_alphas_cumprod=-np.expm1(log_ab),
         )
@@ -650,6 +662,7 @@ class Schedule:
             self._log_one_minus_alphas_cumprod[kept],
             self.timestep_map[kept],
             self._one_minus_alphas_cumprod[kept],
+            self._log_alphas_cumprod_lo[kept],
         )
 
     def with_posterior_log_variance(
@@ -681,6 +694,7 @@ class Schedule:
             first_log_variance=first,
             log_variance_floor=floor,
             one_minus_alphas_cumprod=self._one_minus_alphas_cumprod,
+            log_alphas_cumprod_lo=self._log_alphas_cumprod_lo,
         )
 
     def _derive(
@@ -689,6 +703,7 @@ class Schedule:
         log_1m: Float64Array,
         timestep_map: NDArray[np.int64],
         one_minus: Float64Array,
+        log_ab_lo: Float64Array | None = None,
     ) -> Schedule:
         return self._build(
             log_ab,
@@ -697,6 +712,7 @@ class Schedule:
             first_log_variance=self._first_log_variance,
             log_variance_floor=self.log_variance_floor,
             one_minus_alphas_cumprod=one_minus,
+            log_alphas_cumprod_lo=log_ab_lo,
         )
 
     # -- container behaviour -------------------------------------------------
@@ -729,6 +745,7 @@ class Schedule:
                 self._first_log_variance,
                 self.log_variance_floor,
                 self._one_minus_alphas_cumprod,
+                self._log_alphas_cumprod_lo,
             ),
         )
 
@@ -741,6 +758,13 @@ class Schedule:
     def log_alphas_cumprod(self) -> Float64Array:
         """log(alpha_bar_t); -inf where alpha_bar_t is 0."""
         return self._log_alphas_cumprod
+
+    def _log_ratio(self, s: NDArray[np.int64], t: NDArray[np.int64]) -> Float64Array:
+        """log(alpha_bar_t / alpha_bar_s) in float64 from the double-double sums."""
+        hi, lo = self._log_alphas_cumprod, self._log_alphas_cumprod_lo
+        with np.errstate(invalid="ignore"):
+            ratio: Float64Array = (hi[t] - hi[s]) + (lo[t] - lo[s])
+        return ratio
 
     def _table(self, name: str) -> Float64Array:
         """A public table, or a private derived one computed once and kept."""
@@ -801,8 +825,11 @@ def _rebuild(
     first: str,
     floor: float,
     one_minus: Float64Array,
+    log_ab_lo: Float64Array,
 ) -> Schedule:
-    return Schedule._build(log_ab, log_1m, betas, timestep_map, first, floor, one_minus)
+    return Schedule._build(
+        log_ab, log_1m, betas, timestep_map, first, floor, one_minus, log_ab_lo
+    )
 
 
 def as_schedule(schedule: Any) -> Schedule:
