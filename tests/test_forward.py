@@ -268,3 +268,19 @@ def test_transition_needs_s_before_t() -> None:
         diffcore.q_transition_mean_variance(SCHEDULE, x, 5, 5)
     with pytest.raises(ValueError, match=r"s must lie in \[0, 1000\)"):
         diffcore.q_transition_sample(SCHEDULE, x, -1, 5, x)
+
+
+def test_c20_timesteps_never_pass_through_a_float() -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    # The hazard: bfloat16 cannot hold 999 or 750.
+    assert float(torch.tensor(999, dtype=torch.bfloat16)) == 1000.0
+    assert float(torch.tensor(750, dtype=torch.bfloat16)) == 752.0
+    x = torch.ones(2, 3, dtype=torch.bfloat16)
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        with pytest.raises(TypeError, match="t must have an integer dtype"):
+            diffcore.q_sample(SCHEDULE, x, torch.tensor([750, 999], dtype=dtype), x)
+    for t in (torch.tensor([750, 999], dtype=torch.int32), [750, 999]):
+        out = diffcore.q_sample(SCHEDULE, x, t, x)
+        expected = SCHEDULE.sqrt_alphas_cumprod[[750, 999]]
+        expected += SCHEDULE.sqrt_one_minus_alphas_cumprod[[750, 999]]
+        np.testing.assert_allclose(to_numpy(out)[:, 0], expected, rtol=1e-2)
