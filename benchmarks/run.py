@@ -1,0 +1,348 @@
+"""diffcore's benchmark suite: ratios measured in one process, one run.
+
+Usage::
+
+    python benchmarks/run.py            # the full tables (a few minutes)
+    python benchmarks/run.py --quick    # tiny sizes, a few repeats (CI smoke run)
+    python benchmarks/run.py --markdown docs/benchmarks-table.md
+
+Every figure is a median over repeats, taken in interleaved order (each
+repeat times every contender once, in turn), after warm-up calls.  Times are
+reported in microseconds and as multiples of the same framework's copy of one
+input array into a preallocated output (the memory-bandwidth unit: a
+three-stream elementwise kernel cannot beat about 1.5 of them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.metadata
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import diffcore
+
+SHAPES = [(1, 3, 64, 64), (16, 3, 64, 64), (128, 3, 64, 64), (64, 4, 128, 128)]
+QUICK_SHAPES = [(1, 3, 8, 8), (4, 3, 16, 16)]
+STEP_SHAPES = [(1, 3, 32, 32), (16, 3, 64, 64)]
+
+
+@dataclass
+class Row:
+    """One line of a results table."""
+
+    case: str
+    shape: tuple[int, ...]
+    times: dict[str, float] = field(default_factory=dict)
+
+
+def measure(
+    contenders: dict[str, Callable[[], Any]], repeat: int, number: int
+) -> dict[str, float]:
+    """Median seconds per call of each contender, interleaved, after warm-up."""
+    for fn in contenders.values():
+        fn()
+        fn()
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(repeat):
+            for name, fn in contenders.items():
+                start = time.perf_counter()
+                for _ in range(number):
+                    fn()
+                samples[name].append((time.perf_counter() - start) / number)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def calls_per_sample(nbytes: int) -> int:
+    """Calls per timing sample: enough to last about a millisecond."""
+    return max(1, min(200, 2_000_000 // max(nbytes, 1)))
+
+
+# -- NumPy ------------------------------------------------------------------
+
+
+def numpy_q_sample_row(
+    schedule: diffcore.Schedule, shape: tuple[int, ...], repeat: int
+) -> Row:
+    rng = np.random.default_rng(0)
+    x_0 = rng.standard_normal(shape, dtype=np.float32)
+    noise = rng.standard_normal(shape, dtype=np.float32)
+    t = rng.integers(0, len(schedule), shape[0])
+    out = np.empty_like(x_0)
+    table_a, table_b = (
+        schedule.sqrt_alphas_cumprod,
+        schedule.sqrt_one_minus_alphas_cumprod,
+    )
+
+    def improved_diffusion_pattern() -> Any:
+        # The schedule kept as float64 NumPy, gathered and converted on every call.
+        a = table_a[t].astype(np.float32).reshape(-1, *([1] * (x_0.ndim - 1)))
+        b = table_b[t].astype(np.float32).reshape(a.shape)
+        return np.broadcast_to(a, shape) * x_0 + np.broadcast_to(b, shape) * noise
+
+    contenders: dict[str, Callable[[], Any]] = {
+        "copy": lambda: np.copyto(out, x_0),
+        "diffcore": lambda: diffcore.q_sample(schedule, x_0, t, noise),
+        "improved-diffusion pattern": improved_diffusion_pattern,
+    }
+    if _accepts_out():
+        contenders["diffcore out="] = lambda: diffcore.q_sample(
+            schedule, x_0, t, noise, out=out
+        )
+    row = Row("q_sample numpy", shape)
+    row.times = measure(contenders, repeat, calls_per_sample(x_0.nbytes))
+    return row
+
+
+# -- torch ------------------------------------------------------------------
+
+
+def torch_rows(
+    schedule: diffcore.Schedule, shapes: list[tuple[int, ...]], repeat: int
+) -> list[Row]:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return []
+    return [torch_q_sample_row(schedule, shape, repeat) for shape in shapes]
+
+
+def torch_q_sample_row(
+    schedule: diffcore.Schedule, shape: tuple[int, ...], repeat: int
+) -> Row:
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    x_0 = torch.randn(shape, generator=gen)
+    noise = torch.randn(shape, generator=gen)
+    t = torch.randint(0, len(schedule), (shape[0],), generator=gen)
+    out = torch.empty_like(x_0)
+    # improved-diffusion keeps writable float64 NumPy tables.
+    table_a = schedule.sqrt_alphas_cumprod.copy()
+    table_b = schedule.sqrt_one_minus_alphas_cumprod.copy()
+
+    def pattern() -> Any:
+        a = torch.from_numpy(table_a)[t].float()
+        b = torch.from_numpy(table_b)[t].float()
+        while a.ndim < x_0.ndim:
+            a, b = a[..., None], b[..., None]
+        return a.expand(x_0.shape) * x_0 + b.expand(x_0.shape) * noise
+
+    contenders: dict[str, Callable[[], Any]] = {
+        "copy": lambda: out.copy_(x_0),
+        "diffcore": lambda: diffcore.q_sample(schedule, x_0, t, noise),
+        "improved-diffusion pattern": pattern,
+    }
+    if _accepts_out():
+        contenders["diffcore out="] = lambda: diffcore.q_sample(
+            schedule, x_0, t, noise, out=out
+        )
+    diffusers = _diffusers()
+    if diffusers is not None:
+        scheduler = diffusers.DDPMScheduler(num_train_timesteps=len(schedule))
+        contenders["diffusers add_noise"] = lambda: scheduler.add_noise(x_0, noise, t)
+    row = Row("q_sample torch", shape)
+    row.times = measure(contenders, repeat, calls_per_sample(x_0.numel() * 4))
+    return row
+
+
+def step_rows(shapes: list[tuple[int, ...]], repeat: int) -> list[Row]:
+    """Per-step overhead of DDPM and DDIM steps with a model that outputs zeros."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return []
+    if not hasattr(diffcore, "ddpm_step") or not hasattr(diffcore, "ddim_step"):
+        return []
+    return [step_row(shape, repeat) for shape in shapes]
+
+
+def step_row(shape: tuple[int, ...], repeat: int) -> Row:
+    import torch
+
+    schedule = diffcore.Schedule.linear(1000)
+    gen = torch.Generator().manual_seed(0)
+    x_t = torch.randn(shape, generator=gen)
+    zeros = torch.zeros(shape)
+    noise = torch.randn(shape, generator=gen)
+    t = 500
+    # Precomputed coefficients of the DDPM mean for eps_hat = 0, plus the noise.
+    scale = float(
+        schedule.posterior_mean_coef_x0[t] / schedule.sqrt_alphas_cumprod[t]
+        + schedule.posterior_mean_coef_xt[t]
+    )
+    sd = float(np.sqrt(schedule.posterior_variance[t]))
+
+    contenders: dict[str, Callable[[], Any]] = {
+        "hand loop": lambda: (x_t * scale).add_(noise, alpha=sd),
+        "diffcore ddpm_step": lambda: diffcore.ddpm_step(
+            schedule, zeros, x_t, t, noise=noise
+        ),
+        "diffcore ddim_step": lambda: diffcore.ddim_step(
+            schedule, zeros, x_t, t, t - 20, eta=0.0
+        ),
+    }
+    diffusers = _diffusers()
+    if diffusers is not None:
+        ddpm = diffusers.DDPMScheduler(num_train_timesteps=1000)
+        ddim = diffusers.DDIMScheduler(num_train_timesteps=1000)
+        ddim.set_timesteps(50)
+        contenders["diffusers DDPM step"] = lambda: ddpm.step(zeros, t, x_t)
+        contenders["diffusers DDIM step"] = lambda: ddim.step(zeros, 501, x_t)
+    row = Row("step torch", shape)
+    row.times = measure(contenders, repeat, calls_per_sample(x_t.numel() * 4))
+    return row
+
+
+# -- construction and import -------------------------------------------------
+
+
+def construction_row(repeat: int) -> list[Row]:
+    rows = []
+    for T in (1000, 100_000):
+        row = Row("Schedule construction", (T,))
+        row.times = measure(
+            {
+                "linear": lambda T=T: diffcore.Schedule.linear(T),
+                "cosine": lambda T=T: diffcore.Schedule.cosine(T),
+            },
+            max(3, repeat // 4),
+            1,
+        )
+        rows.append(row)
+    return rows
+
+
+def import_row(repeat: int) -> Row:
+    """Seconds to import modules in a fresh interpreter (median of runs)."""
+    snippets = {
+        "numpy + array_api_compat": "import numpy, array_api_compat",
+        "+ diffcore": "import numpy, array_api_compat, diffcore",
+        "first q_sample on NumPy": (
+            "import numpy as np, diffcore, time;"
+            " s = diffcore.Schedule.linear(1000);"
+            " x = np.ones((2, 3), np.float32); t0 = time.perf_counter();"
+            " diffcore.q_sample(s, x, np.array([1, 2]), x);"
+            " print(time.perf_counter() - t0)"
+        ),
+    }
+    times: dict[str, list[float]] = {name: [] for name in snippets}
+    for _ in range(max(3, repeat // 4)):
+        for name, code in snippets.items():
+            start = time.perf_counter()
+            result = subprocess.run(
+                [sys.executable, "-c", code], check=True, capture_output=True, text=True
+            )
+            elapsed = time.perf_counter() - start
+            times[name].append(
+                float(result.stdout) if result.stdout.strip() else elapsed
+            )
+    row = Row("import (fresh interpreter)", ())
+    row.times = {name: statistics.median(v) for name, v in times.items()}
+    return row
+
+
+# -- output -------------------------------------------------------------------
+
+
+def _accepts_out() -> bool:
+    import inspect
+
+    return "out" in inspect.signature(diffcore.q_sample).parameters
+
+
+def _diffusers() -> Any:
+    try:
+        import diffusers
+    except ImportError:
+        return None
+    return diffusers
+
+
+def versions() -> str:
+    names = ["diffcore", "numpy", "array-api-compat", "torch", "diffusers"]
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{name} (not installed)")
+    return ", ".join(found)
+
+
+def machine() -> str:
+    import os
+
+    python = platform.python_version()
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {python}"
+
+
+def format_rows(rows: list[Row]) -> str:
+    lines = [
+        f"machine: {machine()}",
+        f"versions: {versions()}",
+        "",
+        "| case | shape | contender | time (us) | x copy | competitor / diffcore |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        copy = row.times.get("copy")
+        base = row.times.get("diffcore out=", row.times.get("diffcore"))
+        for name, seconds in row.times.items():
+            unit = f"{seconds / copy:.2f}" if copy else ""
+            versus = ""
+            if base and not name.startswith(("diffcore", "copy")):
+                versus = f"{seconds / row.times.get('diffcore', base):.2f}"
+            lines.append(
+                f"| {row.case} | {row.shape} | {name} | {seconds * 1e6:.1f} "
+                f"| {unit} | {versus} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes (CI smoke run)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="timed repeats per contender"
+    )
+    parser.add_argument("--markdown", help="also write the table to this file")
+    args = parser.parse_args(argv)
+    repeat = args.repeat or (3 if args.quick else 31)
+    shapes = QUICK_SHAPES if args.quick else SHAPES
+    step_shapes = QUICK_SHAPES if args.quick else STEP_SHAPES
+    schedule = diffcore.Schedule.linear(1000)
+
+    rows = [numpy_q_sample_row(schedule, shape, repeat) for shape in shapes]
+    rows += torch_rows(schedule, shapes, repeat)
+    rows += step_rows(step_shapes, repeat)
+    if not args.quick:
+        rows += construction_row(repeat)
+    rows.append(import_row(3 if args.quick else repeat))
+    table = format_rows(rows)
+    print(table)
+    if args.markdown:
+        with open(args.markdown, "w") as handle:
+            handle.write(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
