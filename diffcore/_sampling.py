@@ -1,0 +1,795 @@
+"""Samplers as plain steps plus one loop: DDPM, DDIM and DPM-Solver++(2M).
+
+Every step reads the previous timestep from the caller (the sampler's own
+timestep array), never as t - T // n; the sentinel ``-1`` names the data
+itself, whose alpha_bar is the explicit choice ``final_alpha_cumprod``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple
+
+import array_api_compat as compat
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._arrays import (
+    Array,
+    Namespace,
+    Steps,
+    _readable,
+    check_like,
+    expand,
+    finish,
+    from_host,
+    gather,
+    timesteps,
+    upcast,
+)
+from ._forward import _setup
+from ._random import standard_normal_like
+from ._reverse import (
+    PREDICTION_TYPES,
+    VARIANCE_TYPES,
+    PredictionType,
+    VarianceType,
+    check_choice,
+    p_mean_variance,
+    predict_x_0_eps,
+)
+from ._schedule import Schedule, as_schedule
+
+Spacing = Literal["leading", "trailing", "linspace"]
+FinalAlpha = Literal["one", "first"]
+Method = Literal["ddpm", "ddim", "dpmpp_2m"]
+
+SPACINGS = ("leading", "trailing", "linspace")
+FINAL_ALPHAS = ("one", "first")
+METHODS = ("ddpm", "ddim", "dpmpp_2m")
+
+
+class Step(NamedTuple):
+    """One sampler step: the new state and the x_0 estimate it was built from."""
+
+    x_prev: Array
+    x_0_hat: Array
+
+
+def _check_count(name: str, value: Any, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        msg = f"{name} must be an int; got {value!r}"
+        raise TypeError(msg)
+    if value < low:
+        msg = f"{name} must be at least {low}; got {value}"
+        raise ValueError(msg)
+    return int(value)
+
+
+def _round_half_even(num: NDArray[np.int64], den: int) -> NDArray[np.int64]:
+    """num / den rounded to the nearest integer, ties to even (as np.round)."""
+    q, r = np.divmod(num, den)
+    up = (2 * r > den) | ((2 * r == den) & (q % 2 == 1))
+    rounded: NDArray[np.int64] = q + up
+    return rounded
+
+
+def timesteps_for(
+    T: int, n: int, spacing: Spacing = "leading", offset: int = 0
+) -> NDArray[np.int64]:
+    """n strictly decreasing timesteps in [0, T) for a sampler on n steps.
+
+    .. math::
+
+        \\text{leading: } t_i = \\lfloor T/n \\rfloor i + o, \\quad
+        \\text{trailing: } t_i = \\mathrm{round}(T (i+1) / n) - 1, \\quad
+        \\text{linspace: } t_i = \\mathrm{round}\\left(i (T-1)/(n-1)\\right)
+
+    for i = 0, ..., n-1, returned from the largest down.  Positions are
+    rounded in exact integer arithmetic (ties to even, like ``np.round``), so
+    the n values are always distinct.  ``offset`` o is added to every
+    timestep (diffusers' ``steps_offset``, which it applies to ``leading``
+    only); a result outside [0, T) raises, it never produces T.
+
+    The previous timestep of ``t[i]`` is ``t[i + 1]``; that of the last one is
+    the data (the sentinel ``-1`` of :func:`ddim_step`).
+
+    Parameters
+    ----------
+    T : int
+        Number of training steps.
+    n : int
+        Number of sampling steps, 1 <= n <= T.
+    spacing : {"leading", "trailing", "linspace"}
+        The three rules of Lin et al. (2024), table 2.
+    offset : int
+        Added to every timestep.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (n,)
+
+    References
+    ----------
+    Lin, Liu, Li and Yang (2024), Common Diffusion Noise Schedules and Sample
+    Steps are Flawed, section 3.3 and table 2.
+
+    Examples
+    --------
+    >>> import diffcore
+    >>> diffcore.timesteps_for(1000, 10, "trailing").tolist()
+    [999, 899, 799, 699, 599, 499, 399, 299, 199, 99]
+    """
+    T = _check_count("T", T)
+    n = _check_count("n", n)
+    check_choice("spacing", spacing, SPACINGS)
+    if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)):
+        msg = f"offset must be an int; got {offset!r}"
+        raise TypeError(msg)
+    if n > T:
+        msg = f"n must be at most T = {T} sampling steps; got n = {n}"
+        raise ValueError(msg)
+
+    i = np.arange(n, dtype=np.int64)
+    if spacing == "leading":
+        steps = (T // n) * i
+    elif spacing == "trailing":
+        steps = _round_half_even((i + 1) * T, n) - 1
+    else:
+        steps = _round_half_even(i * (T - 1), max(n - 1, 1))
+    steps = steps[::-1] + int(offset)
+
+    if steps[-1] < 0 or steps[0] >= T:
+        msg = (
+            f"offset = {offset} moves {spacing!r} timesteps for n = {n} outside "
+            f"[0, {T}): they would run from {steps[-1]} to {steps[0]}"
+        )
+        raise ValueError(msg)
+    return np.ascontiguousarray(steps)
+
+
+def karras_sigmas(
+    n: int, sigma_min: float, sigma_max: float, rho: float = 7.0
+) -> NDArray[np.float64]:
+    """n noise levels from sigma_max down to sigma_min, spaced as Karras et al.
+
+    .. math::
+
+        \\sigma_i = \\left(\\sigma_{max}^{1/\\rho} + \\tfrac{i}{n-1}
+        (\\sigma_{min}^{1/\\rho} - \\sigma_{max}^{1/\\rho})\\right)^\\rho
+
+    Parameters
+    ----------
+    n : int
+        Number of levels, at least 1 (n = 1 gives sigma_max).
+    sigma_min, sigma_max : float
+        0 < sigma_min < sigma_max, on the variance-exploding scale
+        sigma = sqrt((1 - alpha_bar) / alpha_bar).
+    rho : float
+        Positive; 7 in the paper.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (n,), decreasing
+
+    References
+    ----------
+    Karras, Aittala, Aila and Laine (2022), Elucidating the Design Space of
+    Diffusion-Based Generative Models, eq. 5.
+
+    Examples
+    --------
+    >>> import diffcore
+    >>> diffcore.karras_sigmas(3, 0.002, 80.0).round(4).tolist()
+    [80.0, 2.5152, 0.002]
+    """
+    n = _check_count("n", n)
+    if not (0.0 < sigma_min < sigma_max < math.inf):
+        msg = (
+            "sigma_min and sigma_max must satisfy 0 < sigma_min < sigma_max < inf; "
+            f"got sigma_min={sigma_min!r}, sigma_max={sigma_max!r}"
+        )
+        raise ValueError(msg)
+    if not rho > 0.0:
+        msg = f"rho must be positive; got {rho!r}"
+        raise ValueError(msg)
+    ramp = np.linspace(0.0, 1.0, n) if n > 1 else np.zeros(1)
+    lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
+    sigmas: NDArray[np.float64] = (hi + ramp * (lo - hi)) ** rho
+    return sigmas
+
+
+def timesteps_for_sigmas(schedule: Schedule, sigmas: ArrayLike) -> NDArray[np.int64]:
+    """The schedule's timesteps nearest (in log sigma) to given noise levels.
+
+    .. math::
+
+        t_i = \\arg\\min_t |\\log \\sigma_t - \\log \\sigma_i|
+
+    Repeated timesteps are dropped, so the result may be shorter than
+    ``sigmas``; it is strictly decreasing and lies in [0, T).
+
+    Parameters
+    ----------
+    schedule : Schedule
+    sigmas : array_like of float, shape (n,)
+        Positive noise levels, for example from :func:`karras_sigmas`.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+
+    Examples
+    --------
+    >>> import diffcore
+    >>> s = diffcore.Schedule.linear(1000)
+    >>> sig = diffcore.karras_sigmas(5, float(s.sigmas[0]), float(s.sigmas[-1]))
+    >>> diffcore.timesteps_for_sigmas(s, sig).tolist()
+    [999, 843, 593, 142, 0]
+    """
+    schedule = as_schedule(schedule)
+    levels = np.asarray(sigmas, dtype=np.float64)
+    if levels.ndim != 1 or levels.size < 1 or not bool(np.all(levels > 0.0)):
+        msg = f"sigmas must be a non-empty 1-d array of positive values; got {levels}"
+        raise ValueError(msg)
+    with np.errstate(divide="ignore"):
+        table = 0.5 * (
+            schedule.log_one_minus_alphas_cumprod - schedule.log_alphas_cumprod
+        )
+    distance = np.abs(table[None, :] - np.log(levels)[:, None])
+    nearest = np.unique(np.argmin(distance, axis=1))
+    return np.ascontiguousarray(nearest[::-1].astype(np.int64))
+
+
+def ddpm_step(
+    schedule: Schedule,
+    model_output: Array,
+    x_t: Array,
+    t: Any,
+    noise: Array,
+    *,
+    prediction_type: PredictionType = "epsilon",
+    variance_type: VarianceType = "fixed_small",
+    clip_denoised: tuple[float, float] | None = None,
+    dynamic_threshold: float | None = None,
+) -> Step:
+    """Draw x_{t-1} from the reverse step p(x_{t-1} | x_t) (ancestral sampling).
+
+    .. math::
+
+        x_{t-1} = \\tilde\\mu_t(x_t, \\hat x_0) + \\mathbb 1[t > 0]\\,
+        e^{\\frac12 \\log \\Sigma_t}\\, z
+
+    No noise is added at t = 0, whatever the variance type.  On a respaced
+    schedule (:meth:`Schedule.respace`) t is the index into that schedule;
+    the model should have been called with ``schedule.timestep_map[t]``.
+
+    Parameters
+    ----------
+    schedule : Schedule
+    model_output : array
+        See :func:`p_mean_variance`.
+    x_t : array, shape (B, ...)
+    t : int or integer array of shape () or (B,)
+    noise : array of x_t's shape, dtype and device
+        Standard normal draws z.
+    prediction_type, variance_type, clip_denoised, dynamic_threshold
+        As in :func:`p_mean_variance`.
+
+    Returns
+    -------
+    Step
+        ``x_prev`` and ``x_0_hat``, of x_t's shape and dtype.
+
+    References
+    ----------
+    Ho et al. (2020), algorithm 2.
+
+    Examples
+    --------
+    >>> import numpy as np, diffcore
+    >>> s = diffcore.Schedule.linear(10)
+    >>> step = diffcore.ddpm_step(s, np.zeros(2), np.ones(2), 0, np.ones(2))
+    >>> np.round(step.x_prev, 6).tolist()
+    [1.00005, 1.00005]
+    """
+    out = p_mean_variance(
+        schedule,
+        model_output,
+        x_t,
+        t,
+        prediction_type=prediction_type,
+        variance_type=variance_type,
+        clip_denoised=clip_denoised,
+        dynamic_threshold=dynamic_threshold,
+    )
+    schedule, xp, steps = _setup(schedule, t, "x_t", x_t, noise=noise)
+    std = xp.exp(0.5 * upcast(xp, out.log_variance)) * _nonzero(xp, steps, x_t)
+    x_prev = finish(xp, upcast(xp, out.mean) + std * upcast(xp, noise), x_t.dtype)
+    return Step(x_prev, out.x_0_hat)
+
+
+def _nonzero(xp: Namespace, steps: Steps, x: Array) -> float | Array:
+    """1 where t > 0 and 0 where t = 0, ready to broadcast on x."""
+    if steps.host is not None:
+        return from_host(xp, (steps.host != 0).astype(np.float64), x)
+    mask = xp.astype(steps.index != 0, upcast(xp, x).dtype)
+    return expand(xp, mask, x.ndim)
+
+
+def _previous(
+    xp: Namespace, schedule: Schedule, t_prev: Any, t: Steps, x: Array
+) -> tuple[Steps, Any]:
+    """Validate t_prev in [-1, t); return its steps (-1 read as 0) and the -1 mask.
+
+    The mask is a NumPy bool array when t_prev was readable, else an array on
+    x's device.
+    """
+    size = len(schedule)
+    if isinstance(t_prev, bool) or isinstance(t_prev, float):
+        msg = f"t_prev must be an integer timestep or -1; got {t_prev!r}"
+        raise TypeError(msg)
+    readable = isinstance(t_prev, (int, np.integer, list, tuple, np.ndarray)) or (
+        compat.is_array_api_obj(t_prev)
+        and (compat.array_namespace(t_prev) is not xp or _readable(xp, t_prev))
+    )
+    if not readable:
+        final = t_prev < 0
+        clamped = xp.where(final, xp.zeros_like(t_prev), t_prev)
+        steps = timesteps(xp, clamped, size, x, name="t_prev")
+        return steps, expand(xp, xp.astype(final, upcast(xp, x).dtype), x.ndim)
+
+    host = np.asarray(t_prev)
+    if not np.issubdtype(host.dtype, np.integer):
+        msg = f"t_prev must have an integer dtype; got {host.dtype}"
+        raise TypeError(msg)
+    if host.size and (host.min() < -1 or host.max() >= size):
+        msg = (
+            f"t_prev must lie in [-1, {size}) (-1 for the data); got values from "
+            f"{host.min()} to {host.max()}"
+        )
+        raise ValueError(msg)
+    if t.host is not None and np.any(host >= t.host):
+        msg = f"t_prev must be smaller than t; got t_prev = {host}, t = {t.host}"
+        raise ValueError(msg)
+    clamped_host = np.where(host < 0, 0, host).astype(np.int64)
+    clamped_value: Any = int(clamped_host) if host.ndim == 0 else clamped_host
+    if isinstance(t_prev, (int, np.integer)):
+        clamped_value = int(clamped_host)
+    steps = timesteps(xp, clamped_value, size, x, name="t_prev")
+    return steps, host < 0
+
+
+def _ddim_coefficients(
+    mod: Namespace, la_t: Any, l1m_t: Any, la_p: Any, l1m_p: Any, eta: float
+) -> tuple[Any, Any, Any]:
+    """Weights of x_0_hat and eps_hat and the noise scale of one DDIM step.
+
+    With r = alpha_bar_t / alpha_bar_prev, sigma^2 = eta^2 (1 - alpha_bar_prev)
+    (1 - r) / (1 - alpha_bar_t), and the direction weight squared,
+    1 - alpha_bar_prev - sigma^2, is written as (1 - alpha_bar_prev) ((1 -
+    eta^2) + eta^2 r (1 - alpha_bar_prev) / (1 - alpha_bar_t)): a sum of
+    non-negative terms, free of cancellation.
+    """
+    one_minus_ratio = -mod.expm1(la_t - la_p)
+    variance = eta**2 * mod.exp(l1m_p - l1m_t) * one_minus_ratio
+    kept = (1.0 - eta**2) + eta**2 * mod.exp(la_t - la_p + l1m_p - l1m_t)
+    direction = mod.sqrt(mod.exp(l1m_p) * kept)
+    return mod.exp(0.5 * la_p), direction, mod.sqrt(variance)
+
+
+def _final_logs(schedule: Schedule, final_alpha_cumprod: str) -> tuple[float, float]:
+    """log alpha_bar and log(1 - alpha_bar) of the data, x_{-1}."""
+    if final_alpha_cumprod == "one":
+        return 0.0, -math.inf
+    return (
+        float(schedule.log_alphas_cumprod[0]),
+        float(schedule.log_one_minus_alphas_cumprod[0]),
+    )
+
+
+def _step_logs(
+    schedule: Schedule,
+    xp: Namespace,
+    t: Steps,
+    prev: Steps,
+    final: Any,
+    final_alpha_cumprod: str,
+    x: Array,
+) -> tuple[Any, Any, Any, Any, Namespace]:
+    """log alpha_bar and log(1 - alpha_bar) at t and at the previous step.
+
+    Float64 NumPy values when every timestep was readable, else arrays on x's
+    device; returns the namespace to compute with.
+    """
+    la, l1m = schedule.log_alphas_cumprod, schedule.log_one_minus_alphas_cumprod
+    la_final, l1m_final = _final_logs(schedule, final_alpha_cumprod)
+    if t.host is not None and prev.host is not None and isinstance(final, np.ndarray):
+        la_p = np.where(final, la_final, la[prev.host])
+        l1m_p = np.where(final, l1m_final, l1m[prev.host])
+        return la[t.host], l1m[t.host], la_p, l1m_p, np
+
+    dtype, device = upcast(xp, x).dtype, compat.device(x)
+
+    def as_array(value: Any) -> Array:
+        if isinstance(value, float):
+            return xp.asarray(value, dtype=dtype, device=device)
+        return value
+
+    if isinstance(final, np.ndarray):
+        final = expand(xp, xp.asarray(final, device=device), x.ndim)
+    else:
+        final = final > 0.5
+    names = ("log_alphas_cumprod", "log_one_minus_alphas_cumprod")
+    la_t, l1m_t = (as_array(gather(schedule, n, t, xp, x)) for n in names)
+    la_p, l1m_p = (as_array(gather(schedule, n, prev, xp, x)) for n in names)
+    la_p = xp.where(final, as_array(la_final), la_p)
+    l1m_p = xp.where(final, as_array(l1m_final), l1m_p)
+    return la_t, l1m_t, la_p, l1m_p, xp
+
+
+def ddim_step(
+    schedule: Schedule,
+    model_output: Array,
+    x_t: Array,
+    t: Any,
+    t_prev: Any,
+    *,
+    eta: float = 0.0,
+    noise: Array | None = None,
+    prediction_type: PredictionType = "epsilon",
+    clip_denoised: tuple[float, float] | None = None,
+    dynamic_threshold: float | None = None,
+    final_alpha_cumprod: FinalAlpha = "one",
+) -> Step:
+    """One DDIM step from timestep t to t_prev < t (-1 for the data).
+
+    .. math::
+
+        x_{prev} = \\sqrt{\\bar\\alpha_{prev}}\\, \\hat x_0
+        + \\sqrt{1 - \\bar\\alpha_{prev} - \\sigma^2}\\, \\hat\\epsilon
+        + \\sigma z, \\qquad
+        \\sigma = \\eta \\sqrt{\\frac{1-\\bar\\alpha_{prev}}{1-\\bar\\alpha_t}}
+        \\sqrt{1 - \\frac{\\bar\\alpha_t}{\\bar\\alpha_{prev}}}
+
+    t_prev comes from the sampler's timestep array (``timesteps[i + 1]``), so
+    any spacing works.  At t_prev = -1, alpha_bar_prev is the explicit choice
+    ``final_alpha_cumprod``: ``"one"`` (the data itself: the step returns
+    x_0_hat; diffusers' ``set_alpha_to_one=True``) or ``"first"``
+    (alpha_bar_0, i.e. the step lands on timestep 0;
+    ``set_alpha_to_one=False``).  eta = 0 is deterministic; eta = 1 is
+    ancestral sampling on the schedule respaced to the sampler's timesteps.
+
+    With v-prediction the step is finite even where alpha_bar_t = 0 (zero
+    terminal SNR); with eps-prediction x_0 is undefined there and a readable
+    t raises.  When x_0_hat is clipped or thresholded, eps_hat is recomputed
+    from it (improved-diffusion's choice; diffusers'
+    ``use_clipped_model_output=True``).
+
+    Parameters
+    ----------
+    schedule : Schedule
+    model_output : array of x_t's shape, dtype and device
+    x_t : array, shape (B, ...)
+    t : int or integer array of shape () or (B,)
+    t_prev : int or integer array of shape () or (B,)
+        In [-1, t).
+    eta : float
+        In [0, 1].
+    noise : array, optional
+        Standard normal draws of x_t's shape; needed when eta > 0.
+    prediction_type, clip_denoised, dynamic_threshold
+        As in :func:`p_mean_variance`.
+    final_alpha_cumprod : {"one", "first"}
+
+    Returns
+    -------
+    Step
+        ``x_prev`` and ``x_0_hat``, of x_t's shape and dtype.
+
+    References
+    ----------
+    Song, Meng and Ermon (2021), Denoising Diffusion Implicit Models, eqs. 12
+    and 16.
+
+    Examples
+    --------
+    >>> import numpy as np, diffcore
+    >>> s = diffcore.Schedule.linear(1000)
+    >>> step = diffcore.ddim_step(s, np.zeros(2), np.ones(2), 999, -1)
+    >>> np.round(step.x_prev, 4).tolist()
+    [157.4105, 157.4105]
+    """
+    check_choice("final_alpha_cumprod", final_alpha_cumprod, FINAL_ALPHAS)
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)):
+        msg = f"eta must be a float in [0, 1]; got {eta!r}"
+        raise TypeError(msg)
+    if not 0.0 <= eta <= 1.0:
+        msg = f"eta must lie in [0, 1]; got {eta!r}"
+        raise ValueError(msg)
+    if eta > 0.0 and noise is None:
+        msg = f"noise is needed when eta > 0; got eta = {eta} and noise = None"
+        raise ValueError(msg)
+    more = {} if noise is None else {"noise": noise}
+    schedule, xp, steps = _setup(schedule, t, "x_t", x_t, **more)
+    check_like(xp, "x_t", x_t=x_t, model_output=model_output)
+    prev, final = _previous(xp, schedule, t_prev, steps, x_t)
+
+    x_0_hat, eps_hat = predict_x_0_eps(
+        schedule,
+        model_output,
+        x_t,
+        t,
+        prediction_type=prediction_type,
+        clip_denoised=clip_denoised,
+        dynamic_threshold=dynamic_threshold,
+    )
+    la_t, l1m_t, la_p, l1m_p, mod = _step_logs(
+        schedule, xp, steps, prev, final, final_alpha_cumprod, x_t
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a, b, c = _ddim_coefficients(mod, la_t, l1m_t, la_p, l1m_p, float(eta))
+    if mod is np:
+        a, b, c = (from_host(xp, np.asarray(v), x_t) for v in (a, b, c))
+
+    value = a * upcast(xp, x_0_hat) + b * upcast(xp, eps_hat)
+    if noise is not None and eta > 0.0:
+        value = value + c * upcast(xp, noise)
+    return Step(finish(xp, value, x_t.dtype), x_0_hat)
+
+
+def dpmpp_2m_step(
+    schedule: Schedule,
+    x_t: Array,
+    x_0_hat: Array,
+    t: int,
+    t_prev: int,
+    *,
+    previous: tuple[Array, int] | None = None,
+    final_alpha_cumprod: FinalAlpha = "one",
+) -> Array:
+    """One step of DPM-Solver++(2M) from timestep t to t_prev (-1: the data).
+
+    .. math::
+
+        x_{prev} = \\frac{\\sigma_{prev}}{\\sigma_t} x_t
+        - \\alpha_{prev} (e^{-h} - 1) D, \\quad
+        D = (1 + \\tfrac{1}{2r}) \\hat x_0 - \\tfrac{1}{2r} \\hat x_0^{last}
+
+    with alpha = sqrt(alpha_bar), sigma = sqrt(1 - alpha_bar), lambda =
+    log(alpha / sigma) (half the log SNR), h = lambda_prev - lambda_t and r =
+    h_last / h.  ``previous`` is (x_0_hat, timestep) of the step before this
+    one (None on the first step, which is then first order, i.e. DDIM with
+    eta = 0).  The step to the data (t_prev = -1 with ``final_alpha_cumprod
+    = "one"``) is first order and returns x_0_hat, as in ``lower_order_final``.
+
+    Parameters
+    ----------
+    schedule : Schedule
+    x_t, x_0_hat : arrays of one shape (B, ...), dtype and device
+    t, t_prev : int
+        Timesteps with -1 <= t_prev < t < T.
+    previous : (array, int), optional
+        The x_0 estimate at the step before and its timestep (> t).
+    final_alpha_cumprod : {"one", "first"}
+        As in :func:`ddim_step`.
+
+    Returns
+    -------
+    array
+        x_prev, of x_t's shape and dtype.
+
+    References
+    ----------
+    Lu, Zhou, Bao, Chen, Li and Zhu (2022), DPM-Solver++: Fast Solver for
+    Guided Sampling of Diffusion Probabilistic Models, algorithm 2.
+
+    Examples
+    --------
+    >>> import numpy as np, diffcore
+    >>> s = diffcore.Schedule.linear(1000)
+    >>> diffcore.dpmpp_2m_step(s, np.ones(2), np.zeros(2), 999, -1).tolist()
+    [0.0, 0.0]
+    """
+    check_choice("final_alpha_cumprod", final_alpha_cumprod, FINAL_ALPHAS)
+    if isinstance(t, bool) or not isinstance(t, int):
+        msg = f"t must be an int for dpmpp_2m_step; got {t!r}"
+        raise TypeError(msg)
+    schedule, xp, _ = _setup(schedule, t, "x_t", x_t, x_0_hat=x_0_hat)
+    if isinstance(t_prev, bool) or not isinstance(t_prev, int) or not -1 <= t_prev < t:
+        msg = f"t_prev must be an int in [-1, t = {t}); got {t_prev!r}"
+        raise ValueError(msg)
+
+    la_final, l1m_final = _final_logs(schedule, final_alpha_cumprod)
+    la, l1m = schedule.log_alphas_cumprod, schedule.log_one_minus_alphas_cumprod
+    la_p = la_final if t_prev < 0 else float(la[t_prev])
+    l1m_p = l1m_final if t_prev < 0 else float(l1m[t_prev])
+    if math.isinf(l1m_p):
+        return finish(xp, upcast(xp, x_0_hat), x_t.dtype)
+
+    half_log_snr = 0.5 * (la - l1m)
+    lam_t, lam_p = float(half_log_snr[t]), 0.5 * (la_p - l1m_p)
+    h = lam_p - lam_t
+    d = upcast(xp, x_0_hat)
+    if previous is not None:
+        x_0_last, t_last = previous
+        r = (lam_t - float(half_log_snr[t_last])) / h
+        d = (1.0 + 0.5 / r) * d - (0.5 / r) * upcast(xp, x_0_last)
+
+    ratio = math.exp(0.5 * (l1m_p - float(l1m[t])))
+    weight = -math.exp(0.5 * la_p) * math.expm1(-h)
+    return finish(xp, ratio * upcast(xp, x_t) + weight * d, x_t.dtype)
+
+
+def _check_sampler_timesteps(values: Any, size: int, method: str) -> NDArray[np.int64]:
+    if values is None:
+        return np.arange(size - 1, -1, -1, dtype=np.int64)
+    steps = np.asarray(values)
+    if steps.dtype == np.bool_ or not np.issubdtype(steps.dtype, np.integer):
+        msg = f"timesteps must be integers; got dtype {steps.dtype}"
+        raise TypeError(msg)
+    if steps.ndim != 1 or steps.size < 1:
+        msg = f"timesteps must be a non-empty 1-d array; got shape {steps.shape}"
+        raise ValueError(msg)
+    if steps.min() < 0 or steps.max() >= size or np.any(np.diff(steps) >= 0):
+        msg = (
+            f"timesteps must be strictly decreasing values in [0, {size}); got "
+            f"{steps.tolist()[:8]}{'...' if steps.size > 8 else ''}"
+        )
+        raise ValueError(msg)
+    if method == "ddpm" and np.any(np.diff(steps) != -1):
+        msg = (
+            "timesteps for method='ddpm' must be consecutive (t, t-1, ...); to "
+            "sample on fewer steps, respace the schedule (Schedule.respace) or "
+            "use method='ddim' with eta=1"
+        )
+        raise ValueError(msg)
+    return steps.astype(np.int64)
+
+
+def _noise_source(generator: Any, count: int) -> Callable[[int, Array], Array]:
+    """Noise for step i: one generator object throughout, or per-step seeds."""
+    if isinstance(generator, (int, np.integer)) and not isinstance(generator, bool):
+        seeds = np.random.SeedSequence(int(generator)).generate_state(max(count, 1))
+        return lambda i, x: standard_normal_like(x, int(seeds[i]))
+    return lambda i, x: standard_normal_like(x, generator)
+
+
+def sample(
+    schedule: Schedule,
+    model: Callable[[Array, Array], Array],
+    x_T: Array,
+    timesteps: ArrayLike | None = None,
+    *,
+    method: Method = "ddpm",
+    eta: float = 0.0,
+    generator: Any = None,
+    progress: Callable[[int, int, Array], None] | None = None,
+    prediction_type: PredictionType = "epsilon",
+    variance_type: VarianceType = "fixed_small",
+    clip_denoised: tuple[float, float] | None = None,
+    dynamic_threshold: float | None = None,
+    final_alpha_cumprod: FinalAlpha = "one",
+) -> Array:
+    """Run a sampler from x_T down to the data: DDPM, DDIM or DPM-Solver++(2M).
+
+    .. math::
+
+        x_{t_0} \\to x_{t_1} \\to \\dots \\to x_{t_{n-1}} \\to x_{-1}
+
+    At each timestep t of ``timesteps`` (strictly decreasing) the model is
+    called as ``model(x, t_model)`` with ``t_model`` an int64 array of shape
+    (B,) in x's library and device holding ``schedule.timestep_map[t]``: the
+    original training timestep when the schedule was respaced.  The previous
+    timestep is the next entry of ``timesteps``, and -1 after the last.
+
+    Parameters
+    ----------
+    schedule : Schedule
+        Possibly respaced; DDPM on a respaced schedule is the short ancestral
+        sampler of Nichol and Dhariwal (2021).
+    model : callable
+        ``model(x, t) -> model_output`` in ``prediction_type``.
+    x_T : array, shape (B, ...)
+        The starting noise.
+    timesteps : array_like of int, optional
+        Defaults to every step of the schedule, from the last.  For
+        ``"ddpm"`` they must be consecutive.
+    method : {"ddpm", "ddim", "dpmpp_2m"}
+    eta : float
+        DDIM's eta.
+    generator : optional
+        An int seed (per-step seeds are derived from it) or the library's own
+        generator object, passed to :func:`standard_normal_like`.
+    progress : callable, optional
+        Called as ``progress(i, t, x)`` after step i at timestep t.
+    prediction_type, variance_type, clip_denoised, dynamic_threshold
+        As in :func:`p_mean_variance` (variance_type for DDPM only).
+    final_alpha_cumprod : {"one", "first"}
+        As in :func:`ddim_step`.
+
+    Returns
+    -------
+    array
+        The sample, of x_T's shape, dtype and library.
+
+    References
+    ----------
+    Ho et al. (2020), algorithm 2; Song, Meng and Ermon (2021); Lu et al.
+    (2022), algorithm 2.
+
+    Examples
+    --------
+    >>> import numpy as np, diffcore
+    >>> s = diffcore.Schedule.linear(1000)
+    >>> ts = diffcore.timesteps_for(1000, 10, "trailing")
+    >>> out = diffcore.sample(s, lambda x, t: 0 * x, np.ones(2), ts, method="ddim")
+    >>> np.round(out, 4).tolist()
+    [157.4105, 157.4105]
+    """
+    schedule = as_schedule(schedule)
+    check_choice("method", method, METHODS)
+    check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+    check_choice("variance_type", variance_type, VARIANCE_TYPES)
+    if not callable(model):
+        msg = f"model must be callable as model(x, t); got {type(model).__name__}"
+        raise TypeError(msg)
+    steps = _check_sampler_timesteps(timesteps, len(schedule), method)
+    _, xp, _ = _setup(schedule, 0, "x_T", x_T)
+    draw = _noise_source(generator, len(steps))
+    estimates: dict[str, Any] = {
+        "prediction_type": prediction_type,
+        "clip_denoised": clip_denoised,
+        "dynamic_threshold": dynamic_threshold,
+    }
+
+    x, previous = x_T, None
+    for i, t in enumerate(steps.tolist()):
+        t_prev = int(steps[i + 1]) if i + 1 < len(steps) else -1
+        output = model(x, _model_timesteps(xp, schedule, t, x))
+        if method == "ddpm":
+            x = ddpm_step(
+                schedule,
+                output,
+                x,
+                t,
+                draw(i, x),
+                variance_type=variance_type,
+                **estimates,
+            ).x_prev
+        elif method == "ddim":
+            noise = draw(i, x) if eta > 0 else None
+            x = ddim_step(
+                schedule,
+                output,
+                x,
+                t,
+                t_prev,
+                eta=eta,
+                noise=noise,
+                final_alpha_cumprod=final_alpha_cumprod,
+                **estimates,
+            ).x_prev
+        else:
+            x_0_hat, _ = predict_x_0_eps(schedule, output, x, t, **estimates)
+            x_new = dpmpp_2m_step(
+                schedule,
+                x,
+                x_0_hat,
+                t,
+                t_prev,
+                previous=previous,
+                final_alpha_cumprod=final_alpha_cumprod,
+            )
+            x, previous = x_new, (x_0_hat, t)
+        if progress is not None:
+            progress(i, t, x)
+    return x
+
+
+def _model_timesteps(xp: Namespace, schedule: Schedule, t: int, x: Array) -> Array:
+    """The original timestep of step t, as an int64 array (B,) on x's device."""
+    batch = x.shape[0] if x.ndim else 1
+    original = int(schedule.timestep_map[t])
+    return xp.full((batch,), original, dtype=xp.int64, device=compat.device(x))

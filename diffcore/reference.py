@@ -1,0 +1,343 @@
+"""Data distributions whose diffused marginals and denoisers are known exactly.
+
+For data x_0 drawn from a mixture of isotropic Gaussians,
+x_0 ~ sum_k w_k N(mu_k, s_k^2 I), the forward process gives, with
+a = sqrt(alpha_bar_t) and sigma^2 = 1 - alpha_bar_t, the marginal
+
+    q(x_t) = sum_k w_k N(x_t; a mu_k, v_k I),   v_k = a^2 s_k^2 + sigma^2,
+
+and every quantity a sampler needs follows in closed form: E[x_0 | x_t], the
+score of q(x_t) and its log density.  An isotropic Gaussian is one component;
+a finite data set (its empirical distribution) is the mixture with s_k = 0
+and equal weights.  These stand in for a trained network in tests and demos.
+
+Everything is computed with the array API in the samples' own library and
+device (the compute dtype of x_t), with a hand-written, max-shifted
+logsumexp.  Memory grows as B x K x d for B samples, K components and
+dimension d.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._arrays import Array, Namespace, finish, gather, upcast
+from ._forward import _setup
+from ._reverse import PREDICTION_TYPES, check_choice
+from ._schedule import Schedule
+
+__all__ = ["EmpiricalDistribution", "GaussianMixture", "IsotropicGaussian"]
+
+
+def _matrix(name: str, values: ArrayLike) -> NDArray[np.float64]:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1:
+        msg = f"{name} must be a non-empty 2-d array (K, d); got shape {array.shape}"
+        raise ValueError(msg)
+    if not np.all(np.isfinite(array)):
+        msg = f"{name} must be finite; got NaN or inf"
+        raise ValueError(msg)
+    return array
+
+
+def _per_component(name: str, values: ArrayLike, count: int) -> NDArray[np.float64]:
+    array = np.broadcast_to(np.asarray(values, dtype=np.float64), (count,)).copy()
+    if not np.all(np.isfinite(array) & (array >= 0.0)):
+        msg = f"{name} must be finite and non-negative; got {array.tolist()}"
+        raise ValueError(msg)
+    return array
+
+
+class GaussianMixture:
+    """x_0 ~ sum_k w_k N(mu_k, s_k^2 I): a mixture of isotropic Gaussians in R^d.
+
+    .. math::
+
+        q(x_t) = \\sum_k w_k\\, \\mathcal N\\left(x_t;\\ \\sqrt{\\bar\\alpha_t}
+        \\mu_k,\\ (\\bar\\alpha_t s_k^2 + 1 - \\bar\\alpha_t) I\\right)
+
+    Parameters
+    ----------
+    means : array_like, shape (K, d)
+        Component means mu_k.
+    stds : float or array_like, shape (K,)
+        Component standard deviations s_k >= 0 (0 gives a point mass).
+    weights : array_like, shape (K,), optional
+        Positive weights, normalised to sum to 1; equal by default.
+
+    References
+    ----------
+    Efron (2011), Tweedie's Formula and Selection Bias (E[x_0 | x_t] from the
+    score); Karras et al. (2022), appendix B.3 (the ideal denoiser of a finite
+    data set).
+
+    Examples
+    --------
+    >>> import numpy as np, diffcore
+    >>> from diffcore.reference import GaussianMixture
+    >>> s = diffcore.Schedule.linear(1000)
+    >>> mix = GaussianMixture([[-1.0], [1.0]], 0.1)
+    >>> mix.denoise(s, np.zeros((1, 1)), 999).tolist()
+    [[0.0]]
+    """
+
+    def __init__(
+        self, means: ArrayLike, stds: ArrayLike, weights: ArrayLike | None = None
+    ) -> None:
+        self.means = _matrix("means", means)
+        count = self.means.shape[0]
+        self.stds = _per_component("stds", stds, count)
+        raw = np.ones(count) if weights is None else np.asarray(weights, np.float64)
+        if raw.shape != (count,) or not np.all(np.isfinite(raw) & (raw > 0.0)):
+            msg = f"weights must be {count} positive finite numbers; got {raw.tolist()}"
+            raise ValueError(msg)
+        self.weights = raw / raw.sum()
+
+    @property
+    def dim(self) -> int:
+        """The dimension d of the data."""
+        return int(self.means.shape[1])
+
+    def sample(self, n: int, generator: Any = None) -> NDArray[np.float64]:
+        """n independent draws of x_0 as a float64 NumPy array (n, d).
+
+        ``generator`` is a ``numpy.random.Generator`` or a seed.
+        """
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            msg = f"n must be a positive int; got {n!r}"
+            raise ValueError(msg)
+        rng = np.random.default_rng(generator)
+        k = rng.choice(self.means.shape[0], size=int(n), p=self.weights)
+        noise = rng.standard_normal((int(n), self.dim))
+        draws: NDArray[np.float64] = self.means[k] + self.stds[k, None] * noise
+        return draws
+
+    def _components(
+        self, schedule: Schedule, x_t: Array, t: Any
+    ) -> tuple[Namespace, Any, Array, Array, Array, Array]:
+        """Per-component residuals and variances, responsibilities and log q(x_t).
+
+        Returns the namespace, a, the residuals x_t - a mu_k (B, K, d), v_k
+        (shaped to broadcast on them), the responsibilities (B, K) and
+        log q(x_t) (B, 1).
+        """
+        schedule, xp, steps = _setup(schedule, t, "x_t", x_t)
+        if x_t.ndim != 2 or x_t.shape[1] != self.dim:
+            msg = f"x_t must have shape (B, {self.dim}); got {tuple(x_t.shape)}"
+            raise ValueError(msg)
+        x = upcast(xp, x_t)
+        batch = x.shape[0]
+        a = gather(schedule, "sqrt_alphas_cumprod", steps, xp, x_t)
+        noise_var = gather(schedule, "one_minus_alphas_cumprod", steps, xp, x_t)
+        if not isinstance(a, float):
+            a = xp.reshape(a, (batch, 1, 1))
+            noise_var = xp.reshape(noise_var, (batch, 1, 1))
+
+        def put(values: NDArray[np.float64]) -> Array:
+            return xp.asarray(values, dtype=x.dtype, device=_device(x))
+
+        means = put(self.means[None, :, :])
+        variances = a * a * put(self.stds[None, :, None] ** 2) + noise_var
+        residual = xp.reshape(x, (batch, 1, self.dim)) - a * means
+
+        # log w_k + log N(x_t; a mu_k, v_k I), then a max-shifted logsumexp
+        sq = xp.sum(residual * residual / variances, axis=2)
+        log_var = xp.log(variances[..., 0])
+        logits = put(np.log(self.weights)) - 0.5 * (
+            sq + self.dim * (log_var + math.log(2.0 * math.pi))
+        )
+        top = xp.max(logits, axis=1, keepdims=True)
+        log_q = xp.log(xp.sum(xp.exp(logits - top), axis=1, keepdims=True)) + top
+        resp = xp.exp(logits - log_q)
+        return xp, a, residual, variances, resp, log_q
+
+    def denoise(self, schedule: Schedule, x_t: Array, t: Any) -> Array:
+        """E[x_0 | x_t], the ideal denoiser.
+
+        .. math::
+
+            E[x_0 \\mid x_t] = \\sum_k r_k(x_t) \\left(\\mu_k +
+            \\frac{\\sqrt{\\bar\\alpha_t}\\, s_k^2}{v_k} (x_t -
+            \\sqrt{\\bar\\alpha_t} \\mu_k)\\right)
+
+        with r_k the posterior responsibilities.
+
+        Parameters
+        ----------
+        schedule : Schedule
+        x_t : array, shape (B, d)
+        t : int or integer array of shape () or (B,)
+
+        Returns
+        -------
+        array of x_t's shape and dtype
+        """
+        xp, a, residual, variances, resp, _ = self._components(schedule, x_t, t)
+        x = upcast(xp, x_t)
+        means = xp.asarray(self.means, dtype=x.dtype, device=_device(x))
+        stds2 = xp.asarray(self.stds[:, None] ** 2, dtype=x.dtype, device=_device(x))
+        per_component = means + (a * stds2 / variances) * residual
+        value = xp.sum(resp[..., None] * per_component, axis=1)
+        return finish(xp, value, x_t.dtype)
+
+    def score(self, schedule: Schedule, x_t: Array, t: Any) -> Array:
+        """The score of the diffused marginal, grad log q(x_t).
+
+        .. math::
+
+            \\nabla \\log q(x_t) = -\\sum_k r_k(x_t)\\,
+            \\frac{x_t - \\sqrt{\\bar\\alpha_t}\\mu_k}{v_k}
+
+        Parameters
+        ----------
+        schedule : Schedule
+        x_t : array, shape (B, d)
+        t : int or integer array of shape () or (B,)
+
+        Returns
+        -------
+        array of x_t's shape and dtype
+        """
+        xp, _, residual, variances, resp, _ = self._components(schedule, x_t, t)
+        value = -xp.sum(resp[..., None] * residual / variances, axis=1)
+        return finish(xp, value, x_t.dtype)
+
+    def log_prob(self, schedule: Schedule, x_t: Array, t: Any) -> Array:
+        """The exact log density log q(x_t) of the diffused data, per sample.
+
+        .. math::
+
+            \\log q(x_t) = \\log \\sum_k w_k\\, \\mathcal N(x_t;
+            \\sqrt{\\bar\\alpha_t}\\mu_k,\\ v_k I)
+
+        Parameters
+        ----------
+        schedule : Schedule
+        x_t : array, shape (B, d)
+        t : int or integer array of shape () or (B,)
+
+        Returns
+        -------
+        array, shape (B,), x_t's dtype
+        """
+        xp, *_, log_q = self._components(schedule, x_t, t)
+        return finish(xp, log_q[:, 0], x_t.dtype)
+
+    def eps(self, schedule: Schedule, x_t: Array, t: Any) -> Array:
+        """E[eps | x_t] = -sqrt(1 - alpha_bar_t) grad log q(x_t) (Tweedie).
+
+        .. math::
+
+            E[\\epsilon \\mid x_t] = -\\sqrt{1 - \\bar\\alpha_t}\\,
+            \\nabla \\log q(x_t)
+
+        Returns
+        -------
+        array of x_t's shape and dtype
+        """
+        xp, _, residual, variances, resp, _ = self._components(schedule, x_t, t)
+        _, _, steps = _setup(schedule, t, "x_t", x_t)
+        sigma = gather(schedule, "sqrt_one_minus_alphas_cumprod", steps, xp, x_t)
+        value = sigma * xp.sum(resp[..., None] * residual / variances, axis=1)
+        return finish(xp, value, x_t.dtype)
+
+    def model(
+        self, schedule: Schedule, prediction_type: str = "epsilon"
+    ) -> Callable[[Array, Any], Array]:
+        """The exact model ``model(x_t, t)`` for :func:`diffcore.sample`.
+
+        t holds timesteps of ``schedule`` (the original, unrespaced one: the
+        sampler passes ``timestep_map``); the output is E[eps | x_t], E[x_0 |
+        x_t] or E[v | x_t] for ``prediction_type`` "epsilon", "sample", "v".
+        """
+        check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+
+        def exact(x_t: Array, t: Any) -> Array:
+            if prediction_type == "epsilon":
+                return self.eps(schedule, x_t, t)
+            if prediction_type == "sample":
+                return self.denoise(schedule, x_t, t)
+            _, xp, steps = _setup(schedule, t, "x_t", x_t)
+            a = gather(schedule, "sqrt_alphas_cumprod", steps, xp, x_t)
+            sigma = gather(schedule, "sqrt_one_minus_alphas_cumprod", steps, xp, x_t)
+            eps = upcast(xp, self.eps(schedule, x_t, t))
+            x_0 = upcast(xp, self.denoise(schedule, x_t, t))
+            return finish(xp, a * eps - sigma * x_0, x_t.dtype)
+
+        return exact
+
+
+class IsotropicGaussian(GaussianMixture):
+    """x_0 ~ N(mu, s^2 I), one Gaussian component.
+
+    .. math::
+
+        q(x_t) = \\mathcal N\\left(\\sqrt{\\bar\\alpha_t}\\mu,\\
+        (\\bar\\alpha_t s^2 + 1 - \\bar\\alpha_t) I\\right)
+
+    Parameters
+    ----------
+    mean : array_like, shape (d,)
+    std : float
+        s >= 0.
+
+    Examples
+    --------
+    >>> import numpy as np, diffcore
+    >>> from diffcore.reference import IsotropicGaussian
+    >>> s = diffcore.Schedule.linear(1000)
+    >>> g = IsotropicGaussian([0.0, 0.0], 1.0)
+    >>> g.score(s, np.ones((1, 2)), 500).tolist()
+    [[-1.0, -1.0]]
+    """
+
+    def __init__(self, mean: ArrayLike, std: float) -> None:
+        center = np.asarray(mean, dtype=np.float64)
+        if center.ndim != 1:
+            msg = f"mean must be a 1-d array (d,); got shape {center.shape}"
+            raise ValueError(msg)
+        super().__init__(center[None, :], [std])
+
+
+class EmpiricalDistribution(GaussianMixture):
+    """x_0 drawn uniformly from a finite data set (the empirical distribution).
+
+    .. math::
+
+        q(x_t) = \\frac1N \\sum_n \\mathcal N\\left(x_t;\\
+        \\sqrt{\\bar\\alpha_t} y_n,\\ (1 - \\bar\\alpha_t) I\\right)
+
+    Its denoiser is the one a network trained to zero loss on the data set
+    would learn: a softmax-weighted average of the data points.
+
+    Parameters
+    ----------
+    points : array_like, shape (N, d)
+
+    References
+    ----------
+    Karras et al. (2022), appendix B.3.
+
+    Examples
+    --------
+    >>> import numpy as np, diffcore
+    >>> from diffcore.reference import EmpiricalDistribution
+    >>> s = diffcore.Schedule.linear(1000)
+    >>> data = EmpiricalDistribution([[1.0, 2.0]])
+    >>> data.denoise(s, np.zeros((1, 2)), 0).tolist()
+    [[1.0, 2.0]]
+    """
+
+    def __init__(self, points: ArrayLike) -> None:
+        super().__init__(points, 0.0)
+
+
+def _device(x: Array) -> Any:
+    from array_api_compat import device
+
+    return device(x)
