@@ -1,0 +1,379 @@
+"""Training losses: targets, per-timestep weights and timestep samplers.
+
+Every loss is a weighted mean squared error, per sample, between a model's
+prediction and its target (eps, x_0 or v).  The weight tables are float64
+NumPy arrays of length T; choosing a table is choosing which objective the
+squared error estimates (the simple loss, Min-SNR-gamma, or the bound).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat as compat
+import numpy as np
+from numpy.typing import NDArray
+
+from ._arrays import Array, finish, from_host, upcast
+from ._forward import _setup
+from ._likelihood import mean_over_dims
+from ._parameterisation import velocity
+from ._reverse import PREDICTION_TYPES, check_choice
+from ._schedule import Schedule, as_schedule
+
+Float64Array = NDArray[np.float64]
+
+_WEIGHTINGS = ("simple", "epsilon", "min_snr", "vlb")
+_VARIANCES = ("fixed_small", "fixed_large")
+
+
+def training_target(
+    schedule: Schedule, x_0: Array, t: Any, noise: Array, prediction_type: str = "epsilon"
+) -> Array:
+    """The regression target of a model that predicts eps, x_0 or v.
+
+    .. math::
+
+        \\epsilon, \\qquad x_0, \\qquad
+        v = \\sqrt{\\bar\\alpha_t}\\,\\epsilon - \\sqrt{1 - \\bar\\alpha_t}\\, x_0
+
+    Parameters
+    ----------
+    schedule : Schedule
+    x_0, noise : arrays of one shape (B, ...), dtype and device
+        The clean sample and the noise that made x_t.
+    t : int or integer array of shape () or (B,)
+    prediction_type : {"epsilon", "sample", "v"}
+
+    Returns
+    -------
+    array
+        The target, with x_0's shape and dtype.
+
+    References
+    ----------
+    Ho et al. (2020), eq. 14; Salimans and Ho (2022), section 4.
+    """
+    check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+    schedule, _, _ = _setup(schedule, t, "x_0", x_0, noise=noise)
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "sample":
+        return x_0
+    return velocity(schedule, x_0, t, noise)
+
+
+def loss_weights(
+    schedule: Schedule,
+    weighting: str = "simple",
+    prediction_type: str = "epsilon",
+    *,
+    gamma: float = 5.0,
+    variance_type: str = "fixed_small",
+) -> Float64Array:
+    """Per-timestep weights of the squared error of an eps, x_0 or v target.
+
+    With snr_t = alpha_bar_t / (1 - alpha_bar_t), the squared errors of the
+    three targets at one x_t are proportional:
+
+    .. math::
+
+        \\|\\epsilon - \\hat\\epsilon\\|^2
+        = \\mathrm{snr}_t \\|x_0 - \\hat x_0\\|^2
+        = \\bar\\alpha_t \\|v - \\hat v\\|^2
+
+    so each weighting is one table per target:
+
+    ``"simple"``
+        1 for every target: the plain mean squared error.
+    ``"epsilon"``
+        The weights that turn an x_0 or v error into the simple eps loss:
+        1, snr_t and alpha_bar_t.
+    ``"min_snr"``
+        Min-SNR-gamma: min(snr_t, gamma) on the x_0 error, so
+        min(1, gamma / snr_t) on eps and min(snr_t, gamma) / (snr_t + 1) on v.
+    ``"vlb"``
+        The weights that make the mean squared error equal the bound's term
+        L_{t-1} in nats per dimension, for a model whose variance
+        sigma_t^2 is fixed (Ho et al. 2020, eq. 12):
+
+        .. math::
+
+            w^{\\epsilon}_t = \\frac{\\beta_t^2}{2\\sigma_t^2\\,\\alpha_t\\,
+            (1-\\bar\\alpha_t)}
+
+    Parameters
+    ----------
+    schedule : Schedule
+    weighting : {"simple", "epsilon", "min_snr", "vlb"}
+    prediction_type : {"epsilon", "sample", "v"}
+        The target the squared error is taken of.
+    gamma : float
+        The Min-SNR clip, positive (5 in Hang et al.).
+    variance_type : {"fixed_small", "fixed_large"}
+        For ``"vlb"``: sigma_t^2 is the posterior variance (its t = 0 entry
+        from the schedule's clipped log) or beta_t.
+
+    Returns
+    -------
+    ndarray of float64, shape (T,)
+
+    References
+    ----------
+    Ho et al. (2020), eqs. 12 and 14; Hang et al. (2023), Efficient Diffusion
+    Training via Min-SNR Weighting Strategy, eq. 5 and table 1.
+
+    Examples
+    --------
+    >>> import diffcore
+    >>> s = diffcore.Schedule.linear(1000)
+    >>> w = diffcore.loss_weights(s, "min_snr", "epsilon", gamma=5.0)
+    >>> round(float(w[0]), 8), float(w[-1])
+    (0.00050005, 1.0)
+    """
+    schedule = as_schedule(schedule)
+    check_choice("weighting", weighting, _WEIGHTINGS)
+    check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+    check_choice("variance_type", variance_type, _VARIANCES)
+    if not (isinstance(gamma, (int, float)) and gamma > 0 and np.isfinite(gamma)):
+        msg = f"gamma must be a positive finite number; got {gamma!r}"
+        raise ValueError(msg)
+
+    snr, ab = schedule.snr, schedule.alphas_cumprod
+    if weighting == "simple":
+        return np.ones(len(schedule))
+    if weighting == "min_snr":
+        return _min_snr(snr, float(gamma), prediction_type)
+    eps_weight = np.ones(len(schedule))
+    if weighting == "vlb":
+        eps_weight = _vlb_eps_weights(schedule, variance_type)
+    factor = {"epsilon": np.ones_like(snr), "sample": snr, "v": ab}[prediction_type]
+    return eps_weight * factor
+
+
+def _min_snr(snr: Float64Array, gamma: float, prediction_type: str) -> Float64Array:
+    clipped = np.minimum(snr, gamma)
+    if prediction_type == "sample":
+        return clipped
+    if prediction_type == "v":
+        return clipped / (snr + 1.0)
+    with np.errstate(divide="ignore"):
+        return np.minimum(1.0, gamma / snr)
+
+
+def _vlb_eps_weights(schedule: Schedule, variance_type: str) -> Float64Array:
+    """beta^2 / (2 sigma^2 alpha (1 - alpha_bar)), Ho et al. (2020), eq. 12."""
+    if variance_type == "fixed_small":
+        variance = np.exp(schedule.posterior_log_variance_clipped)
+    else:
+        variance = schedule.betas
+    one_minus = -np.expm1(schedule.log_alphas_cumprod)
+    with np.errstate(divide="ignore"):
+        return schedule.betas**2 / (2.0 * variance * schedule.alphas * one_minus)
+
+
+def diffusion_loss(
+    schedule: Schedule,
+    prediction: Array,
+    x_0: Array,
+    t: Any,
+    noise: Array,
+    *,
+    prediction_type: str = "epsilon",
+    weighting: str = "simple",
+    gamma: float = 5.0,
+    variance_type: str = "fixed_small",
+) -> Array:
+    """Weighted mean squared error of a prediction, per sample.
+
+    .. math::
+
+        \\mathcal L(x_0, t, \\epsilon) = w_t \\frac{1}{D}
+        \\| y_t(x_0, \\epsilon) - \\hat y_\\theta(x_t, t) \\|^2
+
+    where y is the eps, x_0 or v target and w_t comes from
+    :func:`loss_weights`.  With ``weighting="simple"`` and eps prediction
+    this is L_simple of Ho et al. (2020), eq. 14; with ``"vlb"`` its mean
+    over t (times T) plus L_T is the bound for a fixed-variance model.
+
+    Parameters
+    ----------
+    schedule : Schedule
+    prediction : array, shape (B, ...)
+        The model output, of x_0's shape, dtype and device.
+    x_0, noise : arrays of one shape (B, ...)
+        The clean sample and the noise used to draw x_t.
+    t : int or integer array of shape () or (B,)
+    prediction_type, weighting, gamma, variance_type
+        As in :func:`loss_weights`.
+
+    Returns
+    -------
+    array, shape (B,)
+        The loss per sample, in the compute dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, diffcore
+    >>> s = diffcore.Schedule.linear(1000)
+    >>> x_0, noise = np.zeros((2, 4)), np.ones((2, 4))
+    >>> diffcore.diffusion_loss(s, np.zeros((2, 4)), x_0, 10, noise).tolist()
+    [1.0, 1.0]
+    """
+    table = loss_weights(
+        schedule,
+        weighting,
+        prediction_type,
+        gamma=gamma,
+        variance_type=variance_type,
+    )
+    schedule, xp, steps = _setup(
+        schedule, t, "x_0", x_0, noise=noise, prediction=prediction
+    )
+    target = training_target(schedule, x_0, t, noise, prediction_type)
+    error = mean_over_dims(xp, (upcast(xp, prediction) - upcast(xp, target)) ** 2)
+    weight = _weights_at(xp, table, steps, error)
+    return finish(xp, weight * error, error.dtype)
+
+
+def _weights_at(xp: Any, table: Float64Array, steps: Any, error: Array) -> Any:
+    """The weight table at the timesteps, shaped like the per-sample error."""
+    if steps.host is not None:
+        return from_host(xp, table[steps.host], error)
+    device_table = xp.asarray(table, dtype=error.dtype, device=compat.device(error))
+    return xp.take(device_table, steps.index, axis=0)
+
+
+def _check_size(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        msg = f"{name} must be a positive integer; got {value!r}"
+        raise TypeError(msg)
+    if value < 1:
+        msg = f"{name} must be a positive integer; got {value}"
+        raise ValueError(msg)
+    return int(value)
+
+
+class UniformSampler:
+    """Timesteps drawn uniformly from {0, ..., T-1}, each with weight 1.
+
+    Parameters
+    ----------
+    T : int
+        Number of steps (``len(schedule)``).
+
+    Examples
+    --------
+    >>> import numpy as np, diffcore
+    >>> t, w = diffcore.UniformSampler(1000).sample(3, np.random.default_rng(0))
+    >>> t.tolist(), w.tolist()
+    ([636, 269, 40], [1.0, 1.0, 1.0])
+    """
+
+    def __init__(self, T: int) -> None:
+        self.T = _check_size("T", T)
+
+    def probabilities(self) -> Float64Array:
+        """The probability of each timestep, shape (T,)."""
+        return np.full(self.T, 1.0 / self.T)
+
+    def sample(
+        self, batch_size: int, rng: np.random.Generator
+    ) -> tuple[NDArray[np.int64], Float64Array]:
+        """Draw timesteps and the weights 1 / (T p_t) that keep losses unbiased.
+
+        Parameters
+        ----------
+        batch_size : int
+        rng : numpy.random.Generator
+
+        Returns
+        -------
+        t : ndarray of int64, shape (batch_size,)
+        weights : ndarray of float64, shape (batch_size,)
+            Multiply each sample's loss by its weight: then the batch mean
+            estimates the uniform average over t whatever the sampler.
+        """
+        batch_size = _check_size("batch_size", batch_size)
+        p = self.probabilities()
+        t = rng.choice(self.T, size=batch_size, p=p).astype(np.int64)
+        return t, 1.0 / (self.T * p[t])
+
+
+class LossHistorySampler(UniformSampler):
+    """Importance sampling of timesteps by the history of their losses.
+
+    Keeps the last ``history`` losses seen at each timestep.  Until every
+    timestep has a full history it samples uniformly; afterwards
+
+    .. math::
+
+        p_t \\propto \\sqrt{\\mathrm{E}[L_t^2]}, \\qquad
+        p_t \\leftarrow (1 - u)\\, p_t + u / T
+
+    which minimises the variance of the importance-weighted bound estimate
+    when losses are proportional to that root mean square; the uniform
+    share u keeps every p_t positive.
+
+    Parameters
+    ----------
+    T : int
+    history : int
+        Losses kept per timestep (10 in improved DDPM).
+    uniform_share : float
+        u in (0, 1].
+
+    References
+    ----------
+    Nichol and Dhariwal (2021), Improved DDPM, section 3.3 and eq. 18.
+    """
+
+    def __init__(self, T: int, history: int = 10, uniform_share: float = 1e-3) -> None:
+        super().__init__(T)
+        self.history = _check_size("history", history)
+        if not (isinstance(uniform_share, (int, float)) and 0 < uniform_share <= 1):
+            msg = f"uniform_share must lie in (0, 1]; got {uniform_share!r}"
+            raise ValueError(msg)
+        self.uniform_share = float(uniform_share)
+        self._losses = np.zeros((self.T, self.history))
+        self._counts = np.zeros(self.T, dtype=np.int64)
+
+    @property
+    def warm(self) -> bool:
+        """Whether every timestep has a full history."""
+        return bool(np.all(self._counts >= self.history))
+
+    def update(self, t: Any, losses: Any) -> None:
+        """Record losses (before any importance weighting) seen at timesteps t.
+
+        Parameters
+        ----------
+        t : array_like of int, shape (B,)
+        losses : array_like of float, shape (B,)
+        """
+        steps = np.asarray(t).reshape(-1)
+        values = np.asarray(losses, dtype=np.float64).reshape(-1)
+        if steps.shape != values.shape:
+            msg = (
+                f"t and losses must have one entry per sample; got shapes "
+                f"{steps.shape} and {values.shape}"
+            )
+            raise ValueError(msg)
+        if steps.size and (steps.min() < 0 or steps.max() >= self.T):
+            msg = f"t must lie in [0, {self.T}); got values up to {steps.max()}"
+            raise ValueError(msg)
+        for step, value in zip(steps.tolist(), values.tolist(), strict=True):
+            row = self._losses[step]
+            row[:-1] = row[1:].copy()
+            row[-1] = value
+            self._counts[step] += 1
+
+    def probabilities(self) -> Float64Array:
+        """Uniform until warm, then proportional to the RMS of the history."""
+        if not self.warm:
+            return super().probabilities()
+        rms = np.sqrt(np.mean(self._losses**2, axis=1))
+        if not rms.sum() > 0:
+            return super().probabilities()
+        p: Float64Array = rms / rms.sum()
+        return (1.0 - self.uniform_share) * p + self.uniform_share / self.T

@@ -1,0 +1,383 @@
+"""Noise-conditional score networks (Song and Ermon 2019): the variance-exploding view.
+
+Data are perturbed by x~ = x + sigma z at geometric noise levels
+sigma_1 > ... > sigma_L; a score model is trained by denoising score
+matching with weight sigma^2 and sampled by annealed Langevin dynamics.
+A variance-preserving schedule is the same family seen through
+x~ = x_t / sqrt(alpha_bar_t), with sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import array_api_compat as compat
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._arrays import (
+    Array,
+    check_floating,
+    check_like,
+    expand,
+    finish,
+    gather,
+    namespace,
+    upcast,
+)
+from ._forward import _setup
+from ._likelihood import _generator
+from ._random import standard_normal_like
+from ._schedule import Schedule
+
+Float64Array = NDArray[np.float64]
+ScoreModel = Callable[[Array, float], Array]
+
+
+def geometric_sigmas(sigma_max: float, sigma_min: float, L: int) -> Float64Array:
+    """Noise levels in geometric progression, sigma_1 = sigma_max > ... > sigma_L.
+
+    .. math::
+
+        \\sigma_i = \\sigma_{max} \\left(\\frac{\\sigma_{min}}{\\sigma_{max}}
+        \\right)^{(i-1)/(L-1)}, \\qquad i = 1, \\dots, L
+
+    Parameters
+    ----------
+    sigma_max, sigma_min : float
+        Largest and smallest level, sigma_max > sigma_min > 0 (1 and 0.01
+        in Song and Ermon for images in [0, 1]).
+    L : int
+        Number of levels, at least 2 (10 in the paper).
+
+    Returns
+    -------
+    ndarray of float64, shape (L,)
+        Strictly decreasing, with exact end points.
+
+    References
+    ----------
+    Song and Ermon (2019), section 4.2.
+
+    Examples
+    --------
+    >>> import diffcore
+    >>> diffcore.geometric_sigmas(1.0, 0.01, 3).round(12).tolist()
+    [1.0, 0.1, 0.01]
+    """
+    if isinstance(L, bool) or not isinstance(L, (int, np.integer)):
+        msg = f"L must be an integer number of levels; got {L!r}"
+        raise TypeError(msg)
+    if L < 2:
+        msg = f"L must be at least 2; got {L}"
+        raise ValueError(msg)
+    if not (0 < sigma_min < sigma_max < math.inf):
+        msg = (
+            "sigma_max and sigma_min must satisfy 0 < sigma_min < sigma_max < inf; "
+            f"got sigma_max = {sigma_max!r}, sigma_min = {sigma_min!r}"
+        )
+        raise ValueError(msg)
+    sigmas = np.exp(np.linspace(math.log(sigma_max), math.log(sigma_min), int(L)))
+    sigmas[0], sigmas[-1] = sigma_max, sigma_min
+    return sigmas
+
+
+def check_sigmas(sigmas: ArrayLike) -> Float64Array:
+    """Noise levels as a float64 vector, positive and strictly decreasing."""
+    values = np.asarray(sigmas, dtype=np.float64)
+    if values.ndim != 1 or values.size < 1:
+        msg = f"sigmas must be a non-empty 1-d array; got shape {values.shape}"
+        raise ValueError(msg)
+    if not np.all((values > 0) & np.isfinite(values)):
+        i = int(np.flatnonzero(~((values > 0) & np.isfinite(values)))[0])
+        msg = f"sigmas must be positive and finite; got sigmas[{i}] = {values[i]!r}"
+        raise ValueError(msg)
+    rises = np.flatnonzero(np.diff(values) >= 0)
+    if rises.size:
+        i = int(rises[0])
+        msg = (
+            f"sigmas must decrease strictly; got sigmas[{i}] = {values[i]!r} "
+            f"followed by sigmas[{i + 1}] = {values[i + 1]!r}"
+        )
+        raise ValueError(msg)
+    return values
+
+
+def _sigma_like(xp: Any, sigma: Any, x: Array) -> Any:
+    """sigma as a positive float, or a (B,) array broadcast on x."""
+    if isinstance(sigma, (int, float, np.floating)) and not isinstance(sigma, bool):
+        if not (0 < float(sigma) < math.inf):
+            msg = f"sigma must be positive and finite; got {sigma!r}"
+            raise ValueError(msg)
+        return float(sigma)
+    values = np.asarray(sigma) if isinstance(sigma, (list, tuple)) else sigma
+    if isinstance(values, np.ndarray) and xp is not np:
+        values = xp.asarray(values, device=compat.device(x))
+    check_floating(xp, "sigma", values)
+    if values.ndim != 1 or values.shape[0] != x.shape[0]:
+        msg = (
+            f"sigma must be a number or have shape (B,) with B = {x.shape[0]}; "
+            f"got shape {tuple(values.shape)}"
+        )
+        raise ValueError(msg)
+    host = np.asarray(values) if isinstance(values, np.ndarray) else None
+    if host is not None and not np.all(host > 0):
+        msg = f"sigma must be positive; got a minimum of {host.min()!r}"
+        raise ValueError(msg)
+    return expand(xp, upcast(xp, values), x.ndim)
+
+
+def perturb(x: Array, sigma: Any, noise: Array) -> Array:
+    """Draw x~ from the perturbation kernel q_sigma(x~ | x) = N(x, sigma^2 I).
+
+    .. math::
+
+        \\tilde x = x + \\sigma z, \\qquad z \\sim \\mathcal N(0, I)
+
+    Parameters
+    ----------
+    x, noise : arrays of one shape (B, ...), dtype and device
+    sigma : float or array of shape (B,)
+        Positive noise level(s), one per sample when an array.
+
+    Returns
+    -------
+    array
+        x~, with x's shape and dtype.
+
+    References
+    ----------
+    Song and Ermon (2019), section 4.2.
+    """
+    xp = namespace(x=x, noise=noise)
+    check_floating(xp, "x", x)
+    check_like(xp, "x", x=x, noise=noise)
+    s = _sigma_like(xp, sigma, x)
+    return finish(xp, upcast(xp, x) + s * upcast(xp, noise), x.dtype)
+
+
+def dsm_target(x: Array, x_tilde: Array, sigma: Any) -> Array:
+    """The denoising score-matching target, the score of the perturbation kernel.
+
+    .. math::
+
+        \\nabla_{\\tilde x} \\log q_\\sigma(\\tilde x \\mid x)
+        = -\\frac{\\tilde x - x}{\\sigma^2}
+
+    Parameters
+    ----------
+    x, x_tilde : arrays of one shape (B, ...), dtype and device
+    sigma : float or array of shape (B,)
+
+    Returns
+    -------
+    array
+        The target score, with x's shape and dtype.
+
+    References
+    ----------
+    Vincent (2011), A Connection Between Score Matching and Denoising
+    Autoencoders; Song and Ermon (2019), eq. 5.
+    """
+    xp = namespace(x=x, x_tilde=x_tilde)
+    check_floating(xp, "x", x)
+    check_like(xp, "x", x=x, x_tilde=x_tilde)
+    s = _sigma_like(xp, sigma, x)
+    return finish(xp, -(upcast(xp, x_tilde) - upcast(xp, x)) / (s * s), x.dtype)
+
+
+def dsm_loss(score: Array, x: Array, x_tilde: Array, sigma: Any) -> Array:
+    """Denoising score matching with the sigma^2 weighting, per sample.
+
+    .. math::
+
+        \\lambda(\\sigma)\\, \\ell(\\theta; \\sigma)
+        = \\frac{\\sigma^2}{2} \\left\\| s_\\theta(\\tilde x, \\sigma)
+        + \\frac{\\tilde x - x}{\\sigma^2} \\right\\|^2
+
+    With lambda(sigma) = sigma^2 every level contributes on the same scale,
+    since ||sigma s|| is of order sqrt(D) at every sigma.  The norm is a sum
+    over the data dimensions, as in the paper.
+
+    Parameters
+    ----------
+    score : array, shape (B, ...)
+        s_theta(x~, sigma), of x's shape, dtype and device.
+    x, x_tilde : arrays of one shape (B, ...)
+    sigma : float or array of shape (B,)
+
+    Returns
+    -------
+    array, shape (B,)
+
+    References
+    ----------
+    Song and Ermon (2019), eqs. 5 and 6.
+
+    Examples
+    --------
+    >>> import numpy as np, diffcore
+    >>> x, x_tilde = np.zeros((1, 2)), np.full((1, 2), 0.5)
+    >>> target = diffcore.dsm_target(x, x_tilde, 0.5)
+    >>> diffcore.dsm_loss(target, x, x_tilde, 0.5).tolist()
+    [0.0]
+    """
+    xp = namespace(score=score, x=x, x_tilde=x_tilde)
+    check_floating(xp, "score", score)
+    check_like(xp, "x", x=x, x_tilde=x_tilde, score=score)
+    s = _sigma_like(xp, sigma, x)
+
+    residual = s * upcast(xp, score) + (upcast(xp, x_tilde) - upcast(xp, x)) / s
+    squared = residual * residual
+    if squared.ndim > 1:
+        squared = xp.sum(squared, axis=tuple(range(1, squared.ndim)))
+    return 0.5 * squared
+
+
+def annealed_langevin(
+    score: ScoreModel,
+    x: Array,
+    sigmas: ArrayLike,
+    epsilon: float,
+    n_steps: int,
+    *,
+    generator: Any = None,
+    denoise: bool = False,
+) -> Array:
+    """Annealed Langevin dynamics from x through the levels sigma_1 > ... > sigma_L.
+
+    .. math::
+
+        \\alpha_i = \\epsilon\\, \\sigma_i^2 / \\sigma_L^2, \\qquad
+        x \\leftarrow x + \\frac{\\alpha_i}{2} s_\\theta(x, \\sigma_i)
+        + \\sqrt{\\alpha_i}\\, z
+
+    repeated ``n_steps`` times at each level, with fresh standard normal z.
+
+    Parameters
+    ----------
+    score : callable
+        ``score(x, sigma)`` with sigma a Python float returns the score of
+        the data perturbed at level sigma, of x's shape.
+    x : array, shape (B, ...)
+        Starting points (often uniform noise or N(0, sigma_1^2)).
+    sigmas : array_like, shape (L,)
+        Positive, strictly decreasing levels.
+    epsilon : float
+        Positive step size at the last level.
+    n_steps : int
+        Positive number of steps per level (T in the paper, 100 there).
+    generator : optional
+        Source of noise for :func:`standard_normal_like`; an int seed
+        starts one stream for the whole run.
+    denoise : bool
+        Finish with one Tweedie step x + sigma_L^2 s(x, sigma_L), which
+        removes the last level's noise (Jolicoeur-Martineau et al. 2021).
+
+    Returns
+    -------
+    array
+        The final samples, with x's shape and dtype.
+
+    References
+    ----------
+    Song and Ermon (2019), algorithm 1.
+    """
+    xp = namespace(x=x)
+    check_floating(xp, "x", x)
+    levels = check_sigmas(sigmas)
+    if not (isinstance(epsilon, (int, float)) and 0 < epsilon < math.inf):
+        msg = f"epsilon must be a positive finite step size; got {epsilon!r}"
+        raise ValueError(msg)
+    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)):
+        msg = f"n_steps must be a positive integer; got {n_steps!r}"
+        raise TypeError(msg)
+    if n_steps < 1:
+        msg = f"n_steps must be a positive integer; got {n_steps}"
+        raise ValueError(msg)
+
+    rng = _generator(x, generator)
+    last = float(levels[-1])
+    for sigma in levels.tolist():
+        step = epsilon * (sigma / last) ** 2
+        for _ in range(int(n_steps)):
+            z = standard_normal_like(x, rng)
+            x = x + (0.5 * step) * score(x, sigma) + math.sqrt(step) * z
+    if denoise:
+        x = x + last**2 * score(x, last)
+    return x
+
+
+def ve_from_vp(schedule: Schedule, x_t: Array, t: Any) -> Array:
+    """The variance-exploding state of a VP sample: x_t / sqrt(alpha_bar_t).
+
+    .. math::
+
+        \\tilde x = \\frac{x_t}{\\sqrt{\\bar\\alpha_t}} = x_0 + \\sigma_t \\epsilon,
+        \\qquad \\sigma_t = \\sqrt{\\frac{1 - \\bar\\alpha_t}{\\bar\\alpha_t}}
+
+    so x~ is a draw of the NCSN perturbation kernel at level sigma_t
+    (``schedule.sigmas``), and the scores satisfy
+    grad log p_VE(x~) = sqrt(alpha_bar_t) grad log p_VP(x_t).
+
+    Parameters
+    ----------
+    schedule : Schedule
+    x_t : array, shape (B, ...)
+    t : int or integer array of shape () or (B,)
+        Timesteps with alpha_bar_t > 0.
+
+    Returns
+    -------
+    array
+        x~, with x_t's shape and dtype.
+
+    References
+    ----------
+    Song et al. (2021), Score-Based Generative Modeling through SDEs,
+    section 3.4 and appendix B; Kingma et al. (2021), eq. 3.
+
+    Examples
+    --------
+    >>> import numpy as np, diffcore
+    >>> s = diffcore.Schedule.linear(1000)
+    >>> x_t = diffcore.q_sample(s, np.ones(1), 999, np.ones(1))
+    >>> float(diffcore.ve_from_vp(s, x_t, 999)[0]) - (1 + float(s.sigmas[999]))
+    0.0
+    """
+    schedule, xp, steps = _setup(schedule, t, "x_t", x_t)
+    if steps.host is not None and np.any(schedule.alphas_cumprod[steps.host] == 0):
+        msg = (
+            f"t must have alphas_cumprod[t] > 0 for the variance-exploding view; "
+            f"got t = {steps.host} where alpha_bar is 0 (sigma is infinite)"
+        )
+        raise ValueError(msg)
+    scale = gather(schedule, "sqrt_recip_alphas_cumprod", steps, xp, x_t)
+    return finish(xp, scale * upcast(xp, x_t), x_t.dtype)
+
+
+def vp_from_ve(schedule: Schedule, x_ve: Array, t: Any) -> Array:
+    """The variance-preserving state of a VE sample: sqrt(alpha_bar_t) x~.
+
+    .. math::
+
+        x_t = \\sqrt{\\bar\\alpha_t}\\, \\tilde x
+        = \\sqrt{\\bar\\alpha_t}\\, x_0 + \\sqrt{1 - \\bar\\alpha_t}\\, \\epsilon
+
+    Parameters
+    ----------
+    schedule : Schedule
+    x_ve : array, shape (B, ...)
+        x~ = x_0 + sigma_t eps at the level ``schedule.sigmas[t]``.
+    t : int or integer array of shape () or (B,)
+
+    Returns
+    -------
+    array
+        x_t, with x_ve's shape and dtype.
+    """
+    schedule, xp, steps = _setup(schedule, t, "x_ve", x_ve)
+    scale = gather(schedule, "sqrt_alphas_cumprod", steps, xp, x_ve)
+    return finish(xp, scale * upcast(xp, x_ve), x_ve.dtype)
