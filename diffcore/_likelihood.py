@@ -178,15 +178,14 @@ def _log_bin_mass(xp: Namespace, lower: Array, upper: Array) -> Array:
     log_ratio = xp.minimum(_log_ndtr(xp, a) - log_b, xp.asarray(-1e-30, dtype=a.dtype))
     wide = log_b + xp.log(-xp.expm1(log_ratio))
 
-    # Midpoint rule: w phi(m) (1 + (m^2 - 1) w^2 / 24) + O(w^5).
-    safe_width = xp.where(width > 0, width, xp.ones_like(width))
-    narrow = (
-        xp.log(safe_width)
-        - 0.5 * middle * middle
-        - _HALF_LOG_2PI
-        + xp.log1p((middle * middle - 1.0) * width * width / 24.0)
-    )
+    # Midpoint rule: w phi(m) (1 + (m^2 - 1) w^2 / 24) + O(w^5), evaluated on
+    # safe stand-ins where it is not used, so no branch makes NaN or warnings.
     use_narrow = (width < _NARROW_BIN) & (xp.abs(middle) * width < 0.1)
+    w = xp.where(use_narrow, width, xp.full_like(width, _NARROW_BIN))
+    m = xp.where(use_narrow, middle, xp.zeros_like(middle))
+    narrow = (
+        xp.log(w) - 0.5 * m * m - _HALF_LOG_2PI + xp.log1p((m * m - 1.0) * w * w / 24.0)
+    )
     return xp.where(use_narrow, narrow, wide)
 
 

@@ -1,0 +1,273 @@
+"""The variational bound, the discretised decoder, losses and timestep samplers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mpmath as mp
+import numpy as np
+import pytest
+
+import diffcore
+from diffcore import Schedule
+from diffcore.reference import IsotropicGaussian
+
+from ._helpers import to_numpy
+
+LN2 = float(np.log(2.0))
+
+
+def test_prior_term_of_ho_linear_schedule_is_about_1e_5_bits() -> None:
+    # E[x_0^2] = 1/3 (uniform data on [-1, 1]); Ho et al. (2020), section 4.3.
+    x_0 = np.full((1, 3), 3**-0.5)
+    value = float(diffcore.prior_bpd(Schedule.linear(1000), x_0)[0])
+    print(f"L_T = {value:.4e} bits/dim")
+    assert abs(value - 9.70e-6) < 5e-9
+
+
+@pytest.mark.parametrize("x", [-40.0, -30.0, -8.0, -1.0, 0.0, 0.3, 2.0, 6.0, 9.0])
+def test_log_cdf_matches_mpmath(x: float) -> None:
+    mp.mp.dps = 30
+    got = float(diffcore.log_standard_normal_cdf(np.array([x]))[0])
+    want = float(mp.log(mp.ncdf(x)))
+    assert abs(got - want) <= 2e-7 * max(1.0, abs(want))
+    got32 = diffcore.log_standard_normal_cdf(np.array([x], dtype=np.float32))
+    assert got32.dtype == np.float32 and np.isfinite(got32[0]) or x > 8
+
+
+def _exact_log_mass(x: float, mean: float, log_var: float) -> float:
+    mp.mp.dps = 40
+    std = mp.exp(mp.mpf(log_var) / 2)
+    lo = -mp.inf if x <= -1 else (mp.mpf(x) - mp.mpf(1) / 255 - mean) / std
+    hi = mp.inf if x >= 1 else (mp.mpf(x) + mp.mpf(1) / 255 - mean) / std
+    # Reflect into the left tail, where mpmath's tiny CDFs keep their digits.
+    mass = mp.ncdf(-lo) - mp.ncdf(-hi) if lo > 0 else mp.ncdf(hi) - mp.ncdf(lo)
+    return float(mp.log(mass))
+
+
+CASES = [
+    (k, mean, log_var)
+    for k in (0, 1, 100, 127, 128, 200, 254, 255)
+    for mean in (-1.0, -0.3, 0.0, 0.999, 3.0)
+    for log_var in (-14.0, -9.0, -4.0, 0.0, 3.0)
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_discretized_log_likelihood_matches_mpmath(dtype: Any) -> None:
+    x = np.array([2 * k / 255 - 1 for k, _, _ in CASES])
+    mean = np.array([m for _, m, _ in CASES])
+    log_var = np.array([v for _, _, v in CASES])
+    got = diffcore.discretized_gaussian_log_likelihood(
+        x.astype(dtype), mean.astype(dtype), log_var.astype(dtype)
+    )
+    want = np.array([_exact_log_mass(*c) for c in zip(x, mean, log_var, strict=True)])
+    assert got.dtype == dtype and np.all(np.isfinite(got))
+    # Absolute error for bins of substantial mass, relative in the far tails.
+    tol = 2e-5 if dtype == np.float64 else 1e-3
+    err = np.abs(got - want) / np.maximum(1.0, np.abs(want))
+    print(f"max error ({np.dtype(dtype).name}): {err.max():.2e}")
+    assert err.max() < tol
+
+
+def test_discretized_masses_sum_to_one() -> None:
+    x = np.linspace(-1.0, 1.0, 256)
+    for mean, log_var in [(0.1, -6.0), (-0.9, -2.0), (0.0, 2.0)]:
+        ll = diffcore.discretized_gaussian_log_likelihood(
+            x, np.full(256, mean), np.full(256, log_var)
+        )
+        assert abs(np.exp(ll).sum() - 1.0) < 1e-5
+
+
+def test_discretized_log_likelihood_on_every_library(xp: Any) -> None:
+    x = xp.asarray(np.array([-1.0, 1 / 255, 1.0]), dtype=xp.float32)
+    ll = diffcore.discretized_gaussian_log_likelihood(
+        x, xp.zeros_like(x), xp.full_like(x, -3.0)
+    )
+    expected = diffcore.discretized_gaussian_log_likelihood(
+        np.array([-1.0, 1 / 255, 1.0]), np.zeros(3), np.full(3, -3.0)
+    )
+    np.testing.assert_allclose(to_numpy(ll), expected, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("x", "match"),
+    [
+        (np.array([0.0]), "grid"),
+        (np.array([1.5]), r"\[-1, 1\]"),
+        (np.array([-1.2]), r"\[-1, 1\]"),
+    ],
+)
+def test_discretized_log_likelihood_refuses_bad_data(x: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        diffcore.discretized_gaussian_log_likelihood(x, x * 0, x * 0)
+
+
+def test_discretized_log_likelihood_refuses_bad_bins() -> None:
+    x = np.array([1.0])
+    with pytest.raises(ValueError, match="bins"):
+        diffcore.discretized_gaussian_log_likelihood(x, x, x, bins=1)
+
+
+def test_normal_kl_values() -> None:
+    kl = diffcore.normal_kl(
+        np.array([0.0, 1.0]), np.log([1.0, 2.0]), np.array([0.0, 0.0]), np.zeros(2)
+    )
+    np.testing.assert_allclose(kl, [0.0, 0.5 * (-np.log(2.0) + 2.0 + 1.0 - 1.0)])
+    with pytest.raises(TypeError, match="log_variance_2"):
+        diffcore.normal_kl(np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1, int))
+
+
+def test_decoder_and_bound_options_are_checked() -> None:
+    s = Schedule.linear(10)
+    with pytest.raises(ValueError, match="decoder"):
+        diffcore.variational_bound(
+            s, lambda x, t: (x, x), np.zeros((1, 1)), decoder="x"
+        )
+    with pytest.raises(TypeError, match="model must return"):
+        diffcore.variational_bound(s, lambda x, t: x, np.full((1, 1), -1.0))
+
+
+def _gaussian_model(s: Schedule, g: IsotropicGaussian, std: float) -> Any:
+    """Exact denoiser with fixed_small variances; the decoder gets the exact
+    conditional variance of x_0 given x_1, so the gap comes from the steps."""
+
+    def model(x_t: Any, t: Any) -> Any:
+        out = diffcore.p_mean_variance(
+            s, g.denoise(s, x_t, t), x_t, t, prediction_type="sample"
+        )
+        if int(t[0]) > 0:
+            return out
+        ab = s.alphas_cumprod[0]
+        variance = std**2 * (1 - ab) / (ab * std**2 + 1 - ab)
+        return out.mean, np.full_like(x_t, np.log(variance))
+
+    return model
+
+
+def test_bound_lies_above_the_true_nll_and_approaches_it() -> None:
+    std, dim = 0.5, 4
+    g = IsotropicGaussian(np.zeros(dim), std)
+    x_0 = g.sample(3000, 1)
+    nll = np.mean(0.5 * np.log(2 * np.pi * std**2) + x_0**2 / (2 * std**2), axis=1)
+    gaps = []
+    for T in (10, 100, 1000):
+        # log-SNR linear in u from 10 to -10: refining T refines every step.
+        s = Schedule.from_log_snr(lambda u: 10.0 - 20.0 * u, T)
+        bound = diffcore.variational_bound(
+            s, _gaussian_model(s, g, std), x_0, generator=2, decoder="gaussian"
+        )
+        gap = bound.total_bpd - nll / LN2
+        mean, se = float(gap.mean()), float(gap.std() / np.sqrt(gap.size))
+        print(f"T = {T}: bound - NLL = {mean:.4f} +- {se:.4f} bits/dim")
+        assert mean > 3 * se
+        gaps.append((mean, se))
+    for (a, sa), (b, sb) in zip(gaps, gaps[1:], strict=False):
+        assert a - b > 3 * np.hypot(sa, sb)
+    assert gaps[-1][0] < 0.1
+
+
+def test_one_sample_estimate_is_unbiased() -> None:
+    std, T, n = 0.5, 20, 20000
+    s = Schedule.from_log_snr(lambda u: 6.0 - 12.0 * u, T)
+    g = IsotropicGaussian([0.0], std)
+    model = _gaussian_model(s, g, std)
+    x_0 = np.full((n, 1), 0.3)
+    rng = np.random.default_rng(5)
+    full = diffcore.variational_bound(s, model, x_0, generator=6, decoder="gaussian")
+    t, _ = diffcore.UniformSampler(T).sample(n, rng)
+    noise = rng.standard_normal(x_0.shape)
+    order = np.argsort(t, kind="stable")  # the model reads t[0] for the decoder
+    est = np.empty(n)
+    for step in range(T):
+        rows = order[t[order] == step]
+        if rows.size:
+            est[rows] = diffcore.variational_bound_estimate(
+                s, model, x_0[rows], t[rows], noise[rows], decoder="gaussian"
+            )
+    a, sa = est.mean(), est.std() / np.sqrt(n)
+    b, sb = full.total_bpd.mean(), full.total_bpd.std() / np.sqrt(n)
+    print(f"one-sample mean {a:.4f} +- {sa:.4f}; full sum {b:.4f} +- {sb:.4f}")
+    assert abs(a - b) < 4 * np.hypot(sa, sb)
+
+
+def test_vlb_weights_turn_the_simple_loss_into_the_kl_terms() -> None:
+    s = Schedule.linear(1000)
+    rng = np.random.default_rng(0)
+    x_0, noise = rng.uniform(-1, 1, (6, 5)), rng.standard_normal((6, 5))
+    eps_hat = noise + 0.1 * rng.standard_normal((6, 5))
+    t = np.array([1, 5, 100, 500, 900, 999])
+    x_t = diffcore.q_sample(s, x_0, t, noise)
+    out = diffcore.p_mean_variance(s, eps_hat, x_t, t)
+    kl_nats = diffcore.vb_term_bpd(s, x_0, x_t, t, out.mean, out.log_variance) * LN2
+    loss = diffcore.diffusion_loss(s, eps_hat, x_0, t, noise, weighting="vlb")
+    np.testing.assert_allclose(loss, kl_nats, rtol=1e-9)
+
+
+@pytest.mark.parametrize("prediction_type", ["sample", "v"])
+def test_epsilon_weighting_makes_every_target_the_simple_loss(
+    prediction_type: str,
+) -> None:
+    s = Schedule.cosine(100)
+    rng = np.random.default_rng(1)
+    x_0, noise = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
+    eps_hat = noise + rng.standard_normal((5, 3))
+    t = np.array([0, 10, 50, 90, 99])
+    x_t = diffcore.q_sample(s, x_0, t, noise)
+    simple = diffcore.diffusion_loss(s, eps_hat, x_0, t, noise)
+    if prediction_type == "sample":
+        prediction = diffcore.x_0_from_eps(s, x_t, t, eps_hat)
+    else:
+        prediction = diffcore.velocity(
+            s, diffcore.x_0_from_eps(s, x_t, t, eps_hat), t, eps_hat
+        )
+    loss = diffcore.diffusion_loss(
+        s,
+        prediction,
+        x_0,
+        t,
+        noise,
+        prediction_type=prediction_type,
+        weighting="epsilon",
+    )
+    np.testing.assert_allclose(loss, simple, rtol=1e-8)
+
+
+def test_min_snr_weights() -> None:
+    s = Schedule.linear(1000)
+    snr = s.snr
+    np.testing.assert_allclose(
+        diffcore.loss_weights(s, "min_snr", "sample", gamma=5.0), np.minimum(snr, 5)
+    )
+    np.testing.assert_allclose(
+        diffcore.loss_weights(s, "min_snr", "v", gamma=5.0),
+        np.minimum(snr, 5) / (snr + 1),
+    )
+    with pytest.raises(ValueError, match="gamma"):
+        diffcore.loss_weights(s, "min_snr", gamma=0.0)
+    with pytest.raises(ValueError, match="weighting"):
+        diffcore.loss_weights(s, "snr")
+
+
+def test_loss_history_sampler_is_unbiased_once_warm() -> None:
+    T = 8
+    sampler = diffcore.LossHistorySampler(T, history=3)
+    np.testing.assert_allclose(sampler.probabilities(), 1 / T)
+    losses = np.arange(1.0, T + 1.0)
+    for _ in range(3):
+        sampler.update(np.arange(T), losses)
+    p = sampler.probabilities()
+    assert sampler.warm and np.argmax(p) == T - 1 and abs(p.sum() - 1) < 1e-12
+    # E_p[w_t L_t] = mean over t of L_t, exactly, with w = 1 / (T p_t).
+    assert abs(np.sum(p * losses / (T * p)) - losses.mean()) < 1e-12
+    t, w = sampler.sample(200000, np.random.default_rng(0))
+    assert abs(np.mean(w * losses[t]) - losses.mean()) < 0.03
+
+
+def test_sampler_bad_input() -> None:
+    with pytest.raises(ValueError, match="T must be a positive integer"):
+        diffcore.UniformSampler(0)
+    with pytest.raises(ValueError, match="uniform_share"):
+        diffcore.LossHistorySampler(10, uniform_share=0.0)
+    with pytest.raises(ValueError, match="t must lie"):
+        diffcore.LossHistorySampler(10).update([10], [1.0])
