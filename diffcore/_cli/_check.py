@@ -15,6 +15,7 @@ from typing import Any
 import click
 import numpy as np
 
+from .._likelihood import normal_kl
 from .._schedule import Float64Array, Schedule
 from ._errors import InputError
 
@@ -126,12 +127,16 @@ def _steps(indices: np.ndarray[Any, Any], limit: int = 6) -> str:
 def prior_kl_bits(schedule: Schedule) -> float:
     """Mean KL(q(x_T | x_0) || N(0, 1)) per dimension in bits, E[x_0^2] = 1/3.
 
-    With a = alpha_bar_T the KL is (a m2 + (1 - a) - 1 - log(1 - a)) / 2 nats
-    for E[x_0^2] = m2; it is 0 when a = 0.
+    With a = alpha_bar_T and m2 = E[x_0^2] the KL is
+    (a m2 + (1 - a) - 1 - log(1 - a)) / 2 nats; it is 0 when a = 0.
     """
-    a = float(schedule.alphas_cumprod[-1])
-    log_one_minus = float(schedule.log_one_minus_alphas_cumprod[-1])
-    nats = 0.5 * (a * (DATA_SECOND_MOMENT - 1.0) - log_one_minus)
+    # The KL is quadratic in the mean, so averaging it over x_0 is the KL at
+    # the RMS mean sqrt(a m2).
+    a = schedule.alphas_cumprod[-1:]
+    mean = np.sqrt(a * DATA_SECOND_MOMENT)
+    log_variance = schedule.log_one_minus_alphas_cumprod[-1:]
+    zero = np.zeros(1)
+    nats = float(normal_kl(mean, log_variance, zero, zero)[0])
     return max(nats, 0.0) / math.log(2.0)
 
 

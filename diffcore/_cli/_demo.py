@@ -1,4 +1,4 @@
-"""``diffcore demo``: the forward process on a real photograph, shown and checked.
+"""``diffcore demo``: diffusion on a real photograph, shown and checked.
 
 Noise is drawn by NumPy from ``--seed`` and moved to the chosen library, so
 every backend shows the same picture; only the arithmetic runs there.
@@ -310,11 +310,13 @@ def demo(
 ) -> None:
     """Noise a photograph with the linear, cosine and scaled-linear schedules.
 
-    Writes into OUT a strip of x_0 ... x_T for each schedule, plots of
-    alphas_cumprod, SNR and posterior variance against t, and the reverse
-    chain driven by the true image; prints two check tables (also saved as
-    checks.txt): the closed form q(x_t | x_0) against the iterated chain, and
-    the reverse chain q(x_{t-1} | x_t, x_0) returning exactly to the image.
+    Writes into OUT: forward_process.png (x_0 ... x_T for each schedule),
+    schedules.png (alphas_cumprod, SNR and posterior variance against t),
+    reverse_given_x0.png (the reverse chain driven by the true image),
+    samples.png (DDPM and DDIM with an exact model of the image's patches)
+    and checks.txt, the tables it prints: the closed form q(x_t | x_0)
+    against the iterated chain, the reverse chain q(x_{t-1} | x_t, x_0)
+    returning exactly to the image, and the samples landing on patches.
     Exit code 1 if a check fails.
     """
     started = time.perf_counter()
@@ -331,6 +333,7 @@ def demo(
     shown = checkpoints(steps)
     passed = _forward_part(schedules, x_0, shown, Noise(seed, lib), out)
     passed &= _reverse_part(schedules, x_0, shown, Noise(seed + 1, lib), out)
+    passed &= _generation_part(x_0, steps, seed + 2, lib, out)
 
     click.echo(f"done in {time.perf_counter() - started:.1f} s")
     if not passed:
@@ -395,13 +398,27 @@ def _reverse_part(
         "reverse chain q(x_{t-1} | x_t, x_0) driven by the true image: "
         "x_t keeps the law q(x_t | x_0), and the last step lands on x_0"
     )
+    _print_table(out / "checks.txt", heading, table, "a", announce=False)
+    return passed
+
+
+def _generation_part(x_0: Pixels, T: int, seed: int, lib: Library, out: Path) -> bool:
+    from ._generate import LANDED, generate
+
+    table, passed = generate(x_0, T, seed, lib, out)
+    heading = (
+        "DDPM and DDIM with the exact model of the image's patches: each "
+        f"sample should land on a patch (RMS distance below {LANDED:g})"
+    )
     _print_table(out / "checks.txt", heading, table, "a")
     return passed
 
 
-def _print_table(path: Path, heading: str, table: str, mode: str) -> None:
+def _print_table(
+    path: Path, heading: str, table: str, mode: str, announce: bool = True
+) -> None:
     click.echo(f"\n{heading}\n{table}\n")
     with path.open(mode, encoding="utf-8") as handle:
         handle.write(f"{heading}\n{table}\n\n")
-    if mode == "a":
+    if announce and mode == "a":
         _wrote(path)
