@@ -107,7 +107,9 @@ def reverse_entropy_bounds(schedule: Schedule) -> tuple[Float64Array, Float64Arr
     The lower bound is H_q(X_t | X_{t-1}) + H_q(X_{t-1} | X_0)
     - H_q(X_t | X_0), which for Gaussian diffusion is the entropy of the
     posterior q(x_{t-1} | x_t, x_0); the upper bound is that of the
-    forward step.  Ho et al.'s two fixed variances are these two ends.
+    forward step, and holds when entropy grows along the forward process,
+    H_q(X_t) >= H_q(X_{t-1}) (for instance data of variance at most 1 per
+    dimension).  Ho et al.'s two fixed variances are these two ends.
 
     Parameters
     ----------
