@@ -1,4 +1,4 @@
-"""NCSN: geometric noise levels, denoising score matching, annealed Langevin, VP <-> VE."""
+"""NCSN: geometric levels, denoising score matching, annealed Langevin, VP <-> VE."""
 
 from __future__ import annotations
 
