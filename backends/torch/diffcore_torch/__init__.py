@@ -1,0 +1,104 @@
+"""PyTorch backend for diffcore.
+
+Registered under the entry-point group ``diffcore.backends`` as ``torch``;
+diffcore loads it the first time a tensor reaches the core.  It supplies
+
+* noise from ``torch.randn`` with a ``torch.Generator`` (or an int seed) on the
+  tensor's device, dtype included (float16 and bfloat16 are drawn directly);
+* the linear combinations of the hot paths as one ``mul`` followed by fused
+  ``add(alpha=)``/``addcmul`` kernels, optionally written into ``out``; they
+  are differentiable and trace under ``torch.compile(fullgraph=True)``;
+* table placement that, inside ``torch.compile``, hands the cached device
+  table to the graph as a constant instead of tracing the cache's lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from diffcore import Backend
+
+__all__ = ["TorchBackend"]
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    if dtype in (torch.float16, torch.bfloat16):
+        return torch.float32
+    return dtype
+
+
+def _traced_table(schedule: Any, name: str, device: Any, dtype: Any) -> Any:
+    """Table ``name`` built in the graph from the float64 host table.
+
+    Inside a compiled region the schedule's cache (an OrderedDict under a
+    threading.Lock) cannot be traced; the host table (T float64 values) is
+    turned into a constant of the graph instead, rounded once to ``dtype``.
+    """
+    host = schedule._table(name)
+    return torch.as_tensor(host, device=device).to(dtype)
+
+
+class TorchBackend(Backend):
+    """Noise, fused kernels and table placement for ``torch.Tensor``."""
+
+    name = "torch"
+
+    def standard_normal(self, x: torch.Tensor, generator: Any) -> torch.Tensor:
+        if isinstance(generator, int) and not isinstance(generator, bool):
+            if x.device.type == "meta":
+                generator = None
+            else:
+                generator = torch.Generator(device=x.device).manual_seed(generator)
+        elif generator is not None and not isinstance(generator, torch.Generator):
+            msg = (
+                "generator must be None, an int seed or a torch.Generator for "
+                f"torch tensors; got {type(generator).__module__}."
+                f"{type(generator).__name__}"
+            )
+            raise TypeError(msg)
+        if generator is not None and generator.device.type != x.device.type:
+            msg = (
+                f"generator must be on x's device type, {x.device.type}; got a "
+                f"generator on {generator.device}"
+            )
+            raise ValueError(msg)
+        return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+    def linear(
+        self,
+        xp: Any,
+        terms: Sequence[tuple[Any, torch.Tensor]],
+        dtype: Any,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        work = _compute_dtype(dtype)
+        (coef, first), rest = terms[0], terms[1:]
+        if out is not None:
+            if work != dtype or any(array is out for _, array in rest):
+                return super().linear(xp, terms, dtype, out)
+            torch.mul(first, coef, out=out)
+            for coef, array in rest:
+                if isinstance(coef, float):
+                    out.add_(array, alpha=coef)
+                else:
+                    out.addcmul_(array, coef)
+            return out
+
+        total = torch.mul(first if first.dtype == work else first.to(work), coef)
+        for coef, array in rest:
+            if isinstance(coef, float):
+                total = torch.add(total, array, alpha=coef)
+            else:
+                total = torch.addcmul(total, array, coef)
+        return total if total.dtype == dtype else total.to(dtype)
+
+    def readable(self, x: torch.Tensor) -> bool:
+        return x.device.type == "cpu" and not torch.compiler.is_compiling()
+
+    def table(self, schedule: Any, name: str, xp: Any, device: Any, dtype: Any) -> Any:
+        if torch.compiler.is_compiling():
+            return _traced_table(schedule, name, device, dtype)
+        return super().table(schedule, name, xp, device, dtype)

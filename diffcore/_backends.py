@@ -1,0 +1,327 @@
+"""Backends: what the array API standard lacks, one small object per library.
+
+The core computes with any array-API namespace.  Three things are not in the
+standard, and a backend supplies them for the arrays of one library:
+
+* standard normal noise from the library's own source of randomness;
+* fused kernels for the linear combinations on the hot paths (the closed form
+  a x_0 + b eps, the posterior sample mean + sigma z, the DDPM/DDIM update);
+* placement of the schedule's float64 tables on the arrays' device, and the
+  knowledge of when an array's values may be read (not inside a trace).
+
+A backend is found by the library that made the array (``library(x)``), through
+the entry-point group ``diffcore.backends``; an entry point's name is the
+library's name (``torch``, ``cupy``, ...) and it loads a :class:`Backend`
+instance or subclass.  Nothing is imported until an array of that library
+reaches the core, so ``import diffcore`` loads no framework and no plugin.
+NumPy, array-api-strict, JAX and Dask are built in; an installed entry point of
+the same name takes precedence.  See ``docs/backends.md``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Any
+
+import array_api_compat as compat
+import numpy as np
+
+Array = Any
+Namespace = Any
+Terms = Sequence[tuple[Any, Array]]
+
+GROUP = "diffcore.backends"
+
+
+def compute_dtype(xp: Namespace, dtype: Any) -> Any:
+    """The dtype in which arithmetic on samples of ``dtype`` is carried out."""
+    if xp.finfo(dtype).bits < 32:
+        return xp.float32
+    return dtype
+
+
+class Backend:
+    """The generic backend: pure array API, no random numbers.
+
+    Subclass it and override what the library does better; every method has a
+    correct array-API default except :meth:`standard_normal`.
+
+    Attributes
+    ----------
+    name : str
+        The library this backend serves, as :func:`library` spells it.
+    """
+
+    name = "generic"
+
+    def __init__(self, name: str | None = None) -> None:
+        if name is not None:
+            self.name = name
+
+    def __repr__(self) -> str:
+        return f"<diffcore backend {self.name!r} ({type(self).__qualname__})>"
+
+    def standard_normal(self, x: Array, generator: Any) -> Array:
+        """Standard normal draws with x's shape, dtype, device and namespace.
+
+        Parameters
+        ----------
+        x : array
+            Real floating array; the noise takes its shape, dtype and device.
+        generator : object or None
+            The library's own source of randomness (a generator, a seed or a
+            key); None uses the library's global state where it has one.
+
+        Returns
+        -------
+        array
+        """
+        msg = (
+            f"no diffcore backend draws random numbers for {self.name} arrays "
+            f"(installed: {', '.join(available()) or 'none'}); pass noise "
+            f"explicitly, or install the plugin that registers {self.name!r} "
+            f"in the entry-point group {GROUP!r}"
+        )
+        raise TypeError(msg)
+
+    def linear(
+        self, xp: Namespace, terms: Terms, dtype: Any, out: Array | None = None
+    ) -> Array:
+        """sum_i c_i x_i in the compute dtype, rounded once to ``dtype``.
+
+        Parameters
+        ----------
+        xp : namespace
+        terms : sequence of (coefficient, array)
+            Coefficients are Python floats or compute-dtype arrays that
+            broadcast against the arrays, which share one shape.
+        dtype : dtype
+            The dtype of the result (the samples' dtype).
+        out : array, optional
+            Where to write the result; it must have the result's shape and
+            dtype, and may be the first term's array.
+
+        Returns
+        -------
+        array
+            ``out`` when given, else a new array.
+        """
+        work = compute_dtype(xp, dtype)
+        total = None
+        for coef, array in terms:
+            term = coef * (array if array.dtype == work else xp.astype(array, work))
+            total = term if total is None else total + term
+        result = total if total.dtype == dtype else xp.astype(total, dtype)
+        if out is None:
+            return result
+        out[...] = result
+        return out
+
+    def readable(self, x: Array) -> bool:
+        """Whether reading x's values is cheap: no device sync, trace or graph."""
+        if compat.is_numpy_array(x):
+            return True
+        if compat.is_lazy_array(x):
+            return False
+        return compat.is_array_api_strict_namespace(compat.array_namespace(x))
+
+    def table(
+        self, schedule: Any, name: str, xp: Namespace, device: Any, dtype: Any
+    ) -> Array:
+        """The schedule's table ``name`` on ``device`` in ``dtype``, cached.
+
+        The default uses the schedule's bounded, locked cache, keyed by
+        (table, namespace, device, dtype).
+        """
+        return schedule._on_device(name, xp, device, dtype)
+
+
+class NumPyBackend(Backend):
+    """NumPy: ``numpy.random.Generator`` noise and ufuncs writing into ``out``."""
+
+    name = "numpy"
+
+    def standard_normal(self, x: Array, generator: Any) -> Array:
+        rng = numpy_generator(generator, "numpy")
+        return host_normal(rng, x.shape, x.dtype)
+
+    def linear(
+        self, xp: Namespace, terms: Terms, dtype: Any, out: Array | None = None
+    ) -> Array:
+        arrays = [array for _, array in terms[1:]]
+        fusable = out is not None and compute_dtype(xp, dtype) == dtype
+        if not fusable or any(out is array for array in arrays):
+            return super().linear(xp, terms, dtype, out)
+
+        coef, first = terms[0]
+        np.multiply(first, coef, out=out)
+        for coef, array in terms[1:]:
+            out += coef * array
+        return out
+
+
+class StrictBackend(Backend):
+    """array-api-strict: NumPy's generator on the host, placed on x's device."""
+
+    name = "array_api_strict"
+
+    def standard_normal(self, x: Array, generator: Any) -> Array:
+        rng = numpy_generator(generator, "array_api_strict")
+        xp = compat.array_namespace(x)
+        dtype = np.dtype(str(x.dtype).rsplit(".", 1)[-1])
+        noise = host_normal(rng, tuple(x.shape), dtype)
+        return xp.asarray(noise, device=x.device)
+
+
+class JaxBackend(Backend):
+    """JAX: noise from explicit keys; XLA fuses the arithmetic itself."""
+
+    name = "jax"
+
+    def standard_normal(self, x: Array, generator: Any) -> Array:
+        import jax
+
+        if isinstance(generator, (int, np.integer)) and not isinstance(generator, bool):
+            generator = jax.random.key(int(generator))
+        if generator is None or not isinstance(generator, jax.Array):
+            got = "nothing" if generator is None else type(generator).__name__
+            msg = (
+                "key must be a JAX PRNG key (jax.random.key(seed)) or an int "
+                f"seed for JAX arrays, which have no global random state; got {got}"
+            )
+            raise TypeError(msg)
+        noise = jax.random.normal(generator, x.shape, x.dtype)
+        if not isinstance(x, jax.core.Tracer):
+            noise = jax.device_put(noise, x.device)
+        return noise
+
+    def readable(self, x: Array) -> bool:
+        import jax
+
+        if isinstance(x, jax.core.Tracer):
+            return False
+        return all(d.platform == "cpu" for d in x.devices())
+
+
+class DaskBackend(Backend):
+    """Dask: noise drawn chunk by chunk with ``dask.array.random``, lazily."""
+
+    name = "dask"
+
+    def standard_normal(self, x: Array, generator: Any) -> Array:
+        import dask.array as da
+
+        if generator is not None and not isinstance(
+            generator, (int, np.integer, np.random.Generator, da.random.Generator)
+        ):
+            msg = (
+                "generator must be None, an int seed, a numpy.random.Generator "
+                "or a dask.array.random.Generator for Dask arrays; got "
+                f"{type(generator).__name__}"
+            )
+            raise TypeError(msg)
+        rng = generator
+        if not isinstance(rng, da.random.Generator):
+            rng = da.random.default_rng(generator)
+        draw = np.float64 if x.dtype == np.float64 else np.float32
+        noise = rng.standard_normal(size=x.shape, chunks=x.chunks, dtype=draw)
+        return noise if noise.dtype == x.dtype else noise.astype(x.dtype)
+
+
+def numpy_generator(generator: Any, library: str) -> np.random.Generator:
+    """A ``numpy.random.Generator`` from None, an int seed or a Generator."""
+    if isinstance(generator, np.random.Generator):
+        return generator
+    if generator is None or (
+        isinstance(generator, (int, np.integer)) and not isinstance(generator, bool)
+    ):
+        return np.random.default_rng(generator)
+    msg = (
+        f"generator must be None, an int seed or a numpy.random.Generator for "
+        f"{library} arrays; got {type(generator).__module__}."
+        f"{type(generator).__name__}"
+    )
+    raise TypeError(msg)
+
+
+def host_normal(
+    rng: np.random.Generator, shape: tuple[int, ...], dtype: Any
+) -> np.ndarray[Any, Any]:
+    """Standard normal NumPy draws of ``dtype`` (via float32 below 32 bits)."""
+    draw = dtype if dtype in (np.float32, np.float64) else np.float32
+    return rng.standard_normal(shape, dtype=draw).astype(dtype, copy=False)
+
+
+_BUILTIN: dict[str, type[Backend]] = {
+    "numpy": NumPyBackend,
+    "array_api_strict": StrictBackend,
+    "jax": JaxBackend,
+    "dask": DaskBackend,
+}
+
+_loaded: dict[str, Backend] = {}
+_lock = threading.Lock()
+
+
+def library(x: Array) -> str:
+    """The name of the library that made x, found without importing any."""
+    if compat.is_numpy_array(x):
+        return "numpy"
+    if compat.is_torch_array(x):
+        return "torch"
+    if compat.is_cupy_array(x):
+        return "cupy"
+    if compat.is_jax_array(x):
+        return "jax"
+    if compat.is_dask_array(x):
+        return "dask"
+    if compat.is_array_api_strict_namespace(compat.array_namespace(x)):
+        return "array_api_strict"
+    return type(x).__module__.split(".", 1)[0]
+
+
+def available() -> list[str]:
+    """Names of every backend: built in, or registered by an entry point."""
+    names = {entry.name for entry in metadata.entry_points(group=GROUP)}
+    return sorted(names | set(_BUILTIN))
+
+
+def backend_for(x: Array) -> Backend:
+    """The backend for x's library, loaded on first use and kept.
+
+    A library with no backend gets the generic one, which computes correctly
+    when noise is passed in and says what to install when it is not.
+    """
+    name = library(x)
+    found = _loaded.get(name)
+    if found is not None:
+        return found
+    with _lock:
+        if name not in _loaded:
+            _loaded[name] = _load(name)
+        return _loaded[name]
+
+
+def _load(name: str) -> Backend:
+    entries = [e for e in metadata.entry_points(group=GROUP) if e.name == name]
+    if not entries:
+        return _BUILTIN.get(name, Backend)(name)
+
+    entry = entries[0]
+    loaded = entry.load()
+    backend = loaded() if isinstance(loaded, type) else loaded
+    if not isinstance(backend, Backend):
+        msg = (
+            f"entry point {entry.name} = {entry.value} in group {GROUP!r} must "
+            f"load a diffcore Backend (or a subclass); got {type(backend).__name__}"
+        )
+        raise TypeError(msg)
+    return backend
+
+
+def reset() -> None:
+    """Forget every loaded backend (tests that register new entry points)."""
+    with _lock:
+        _loaded.clear()
