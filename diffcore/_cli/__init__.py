@@ -30,6 +30,7 @@ class _Group(click.Group):
         self, args: Sequence[str] | None = None, **extra: Any
     ) -> None:
         extra["standalone_mode"] = False
+        extra["prog_name"] = "diffcore"
         try:
             code = super().main(args, **extra)
         except click.ClickException as error:
