@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet -c requirements/constraints.txt
 
-.PHONY: demo test lint typecheck pytest clean
+.PHONY: demo docs chromium test lint typecheck pytest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,23 @@ $(VENV)/.test: $(BIN)/python pyproject.toml requirements/test.txt requirements/d
 	$(PIP) -e . -r requirements/test.txt -r requirements/demo.txt
 	touch $@
 
+$(VENV)/.docs: $(VENV)/.demo docs/requirements.txt requirements/constraints.txt
+	$(PIP) -r docs/requirements.txt
+	touch $@
+
 demo: $(VENV)/.demo
-	$(BIN)/python scripts/forward_demo.py
+	$(BIN)/diffcore demo
+
+# The Sphinx site with warnings as errors; it runs the demo for its figures.
+docs: $(VENV)/.docs
+	rm -rf docs/_generated docs/_build/html
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
+
+# Headless Chromium for tests/test_docs_browser.py, from Debian's archive.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check .
@@ -28,10 +43,11 @@ lint: $(VENV)/.test
 typecheck: $(VENV)/.test
 	$(BIN)/mypy
 
-pytest: $(VENV)/.test
+pytest: $(VENV)/.test docs chromium
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis diffcore-demo
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis diffcore-demo \
+		docs/_build docs/_generated

@@ -19,6 +19,7 @@ ROOT = DOCS.parent
 
 # Document the diffcore of this checkout, installed or not.
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(DOCS / "_ext"))  # demo_figures: runs `diffcore demo`
 
 project = "diffcore"
 author = "the diffcore developers"
@@ -31,11 +32,12 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.doctest",
     "sphinx.ext.mathjax",
+    "demo_figures",
 ]
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
-exclude_patterns = ["_build", "README.md"]
+exclude_patterns = ["_build", "_generated", "README.md"]
 
 # -- MyST: $...$, $$...$$ (label) and amsmath environments ------------------
 myst_enable_extensions = ["dollarmath", "amsmath"]
