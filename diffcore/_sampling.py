@@ -358,7 +358,7 @@ def _previous(
     if isinstance(t_prev, (int, np.integer)):
         clamped_value = int(clamped_host)
     steps = timesteps(xp, clamped_value, size, x, name="t_prev")
-    return steps, host < 0
+    return steps, np.asarray(host < 0)
 
 
 def _ddim_coefficients(
