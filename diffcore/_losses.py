@@ -28,7 +28,11 @@ _VARIANCES = ("fixed_small", "fixed_large")
 
 
 def training_target(
-    schedule: Schedule, x_0: Array, t: Any, noise: Array, prediction_type: str = "epsilon"
+    schedule: Schedule,
+    x_0: Array,
+    t: Any,
+    noise: Array,
+    prediction_type: str = "epsilon",
 ) -> Array:
     """The regression target of a model that predicts eps, x_0 or v.
 
