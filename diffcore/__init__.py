@@ -5,6 +5,7 @@ then arrays of any library that array-api-compat recognises, and returns
 arrays of that library, device and dtype.
 """
 
+from ._backends import Backend
 from ._forward import (
     q_mean_variance,
     q_sample,
@@ -51,7 +52,12 @@ from ._parameterisation import (
     x_0_from_eps,
     x_0_from_v,
 )
-from ._posterior import q_posterior_mean_variance, q_posterior_transition_mean_variance
+from ._posterior import (
+    q_posterior_mean_variance,
+    q_posterior_sample,
+    q_posterior_transition_mean_variance,
+)
+from ._random import standard_normal_like
 from ._reverse import ReverseMeanVariance, p_mean_variance, predict_x_0_eps
 from ._sampling import (
     Step,
@@ -77,6 +83,7 @@ from ._sohl_dickstein import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backend",
     "LossHistorySampler",
     "ReverseMeanVariance",
     "Schedule",
@@ -112,6 +119,7 @@ __all__ = [
     "prior_bpd",
     "q_mean_variance",
     "q_posterior_mean_variance",
+    "q_posterior_sample",
     "q_posterior_transition_mean_variance",
     "q_sample",
     "q_step_mean_variance",
@@ -124,6 +132,7 @@ __all__ = [
     "sigmas_from_alphas_cumprod",
     "sohl_dickstein_betas",
     "sohl_dickstein_bound",
+    "standard_normal_like",
     "timesteps_for",
     "timesteps_for_sigmas",
     "training_target",

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 import array_api_compat as compat
 import numpy as np
 
+from ._backends import backend_for
+
 if TYPE_CHECKING:
     from ._schedule import Schedule
 
@@ -129,18 +131,13 @@ class Steps:
 
 
 def _readable(xp: Namespace, t: Array) -> bool:
-    """Whether reading t's values is cheap (no device sync, no trace, no graph)."""
-    if compat.is_numpy_array(t):
-        return True
-    if compat.is_lazy_array(t):
-        return False
-    if compat.is_torch_array(t):
-        return bool(t.device.type == "cpu")
-    if compat.is_array_api_strict_namespace(xp):
-        return True
-    if compat.is_jax_array(t):
-        return all(d.platform == "cpu" for d in t.devices())
-    return False
+    """Whether reading t's values is cheap (no device sync, no trace, no graph).
+
+    The array's backend decides (``Backend.readable``): NumPy and
+    array-api-strict arrays are, CPU tensors and JAX CPU arrays are outside a
+    trace, anything on an accelerator or in a lazy graph is not.
+    """
+    return backend_for(t).readable(t)
 
 
 def _check_range(name: str, values: np.ndarray[Any, Any], size: int) -> None:
@@ -171,7 +168,12 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
         raise TypeError(msg)
     if isinstance(t, (int, np.integer)):
         value = operator.index(t)
-        _check_range(name, np.asarray(value), size)
+        if not 0 <= value < size:
+            msg = (
+                f"{name} must lie in [0, {size}); got values from {value} to "
+                f"{value} (negative timesteps never wrap around)"
+            )
+            raise ValueError(msg)
         return Steps(np.asarray(value, dtype=np.int64), value, None, 0)
     if isinstance(t, float):
         msg = f"{name} must be an integer timestep; got the float {t!r}"
@@ -246,7 +248,7 @@ def gather(
     if xp is np:
         values = table[steps.index].astype(dtype, copy=False)
     else:
-        device_table = schedule._on_device(name, xp, compat.device(x), dtype)
+        device_table = backend_for(x).table(schedule, name, xp, compat.device(x), dtype)
         values = xp.take(device_table, steps.index, axis=0)
     if steps.valid is not None:
         values = xp.where(steps.valid, values, xp.asarray(xp.nan, dtype=dtype))

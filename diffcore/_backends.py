@@ -109,10 +109,13 @@ class Backend:
             ``out`` when given, else a new array.
         """
         work = compute_dtype(xp, dtype)
-        total = None
-        for coef, array in terms:
-            term = coef * (array if array.dtype == work else xp.astype(array, work))
-            total = term if total is None else total + term
+        up = [
+            array if array.dtype == work else xp.astype(array, work)
+            for _, array in terms
+        ]
+        total = terms[0][0] * up[0]
+        for (coef, _), array in zip(terms[1:], up[1:], strict=True):
+            total = total + coef * array
         result = total if total.dtype == dtype else xp.astype(total, dtype)
         if out is None:
             return result
@@ -224,7 +227,7 @@ class DaskBackend(Backend):
             raise TypeError(msg)
         rng = generator
         if not isinstance(rng, da.random.Generator):
-            rng = da.random.default_rng(generator)
+            rng = da.random.default_rng(generator)  # type: ignore[no-untyped-call]
         draw = np.float64 if x.dtype == np.float64 else np.float32
         noise = rng.standard_normal(size=x.shape, chunks=x.chunks, dtype=draw)
         return noise if noise.dtype == x.dtype else noise.astype(x.dtype)

@@ -19,6 +19,8 @@ from ._arrays import (
     timesteps,
     upcast,
 )
+from ._backends import backend_for
+from ._random import standard_normal_like
 from ._schedule import Schedule, as_schedule
 
 MeanVariance = tuple[Array, Array, Array]
@@ -52,10 +54,38 @@ def _device(x: Array) -> Any:
 
 
 def affine(
-    xp: Namespace, a: float | Array, x: Array, b: float | Array, y: Array
+    xp: Namespace,
+    a: float | Array,
+    x: Array,
+    b: float | Array,
+    y: Array,
+    *,
+    out: Array | None = None,
 ) -> Array:
-    """a * x + b * y computed in the compute dtype, rounded once to x's dtype."""
-    return finish(xp, a * upcast(xp, x) + b * upcast(xp, y), x.dtype)
+    """a * x + b * y computed in the compute dtype, rounded once to x's dtype.
+
+    The backend of x's library may fuse it (``Backend.linear``) and write it
+    into ``out``.
+    """
+    return backend_for(x).linear(xp, ((a, x), (b, y)), x.dtype, out)
+
+
+def given(noise: Array | None) -> dict[str, Array]:
+    """``{"noise": noise}`` for the checks in ``_setup``, or nothing when None."""
+    return {} if noise is None else {"noise": noise}
+
+
+def draw_noise(x: Array, noise: Array | None, generator: Any, key: Any) -> Array:
+    """The given noise, or standard normal draws like x from generator or key."""
+    if noise is None:
+        return standard_normal_like(x, generator, key=key)
+    if generator is not None or key is not None:
+        msg = (
+            "pass noise or a source of randomness (generator or key), not both; "
+            f"got noise and {'generator' if generator is not None else 'key'}"
+        )
+        raise TypeError(msg)
+    return noise
 
 
 def q_step_mean_variance(schedule: Schedule, x_prev: Array, t: Any) -> MeanVariance:
@@ -101,7 +131,15 @@ def q_step_mean_variance(schedule: Schedule, x_prev: Array, t: Any) -> MeanVaria
     return mean, variance, log_variance
 
 
-def q_step_sample(schedule: Schedule, x_prev: Array, t: Any, noise: Array) -> Array:
+def q_step_sample(
+    schedule: Schedule,
+    x_prev: Array,
+    t: Any,
+    noise: Array | None = None,
+    *,
+    generator: Any = None,
+    key: Any = None,
+) -> Array:
     """Draw x_t from q(x_t | x_{t-1}) given standard normal noise.
 
     .. math::
@@ -113,15 +151,20 @@ def q_step_sample(schedule: Schedule, x_prev: Array, t: Any, noise: Array) -> Ar
     schedule : Schedule
     x_prev : array, shape (B, ...)
     t : int or integer array of shape () or (B,)
-    noise : array
+    noise : array, optional
         Standard normal draws of x_prev's shape, dtype and device.
+        Leave it None to draw it here from ``generator`` or ``key``.
+    generator, key : optional
+        Source of the noise when ``noise`` is None; see
+        :func:`standard_normal_like` (``key`` is JAX's).
 
     Returns
     -------
     array
         x_t, with x_prev's shape, dtype, device and namespace.
     """
-    schedule, xp, steps = _setup(schedule, t, "x_prev", x_prev, noise=noise)
+    schedule, xp, steps = _setup(schedule, t, "x_prev", x_prev, **given(noise))
+    noise = draw_noise(x_prev, noise, generator, key)
     a = gather(schedule, "sqrt_alphas", steps, xp, x_prev)
     b = gather(schedule, "sqrt_betas", steps, xp, x_prev)
     return affine(xp, a, x_prev, b, noise)
@@ -169,7 +212,15 @@ def q_mean_variance(schedule: Schedule, x_0: Array, t: Any) -> MeanVariance:
     return mean, variance, log_variance
 
 
-def q_sample(schedule: Schedule, x_0: Array, t: Any, noise: Array) -> Array:
+def q_sample(
+    schedule: Schedule,
+    x_0: Array,
+    t: Any,
+    noise: Array | None = None,
+    *,
+    generator: Any = None,
+    key: Any = None,
+) -> Array:
     """Draw x_t from the closed form q(x_t | x_0) given standard normal noise.
 
     .. math::
@@ -187,8 +238,12 @@ def q_sample(schedule: Schedule, x_0: Array, t: Any, noise: Array) -> Array:
         Clean data, any real floating dtype of any array-API library.
     t : int or integer array of shape () or (B,)
         0-based timesteps in [0, T); a (B,) array gives one step per sample.
-    noise : array
+    noise : array, optional
         Standard normal draws of x_0's shape, dtype and device.
+        Leave it None to draw it here from ``generator`` or ``key``.
+    generator, key : optional
+        Source of the noise when ``noise`` is None; see
+        :func:`standard_normal_like` (``key`` is JAX's).
 
     Returns
     -------
@@ -208,7 +263,8 @@ def q_sample(schedule: Schedule, x_0: Array, t: Any, noise: Array) -> Array:
     >>> x_t[:, 0].round(6).tolist()
     [0.01, 0.99998]
     """
-    schedule, xp, steps = _setup(schedule, t, "x_0", x_0, noise=noise)
+    schedule, xp, steps = _setup(schedule, t, "x_0", x_0, **given(noise))
+    noise = draw_noise(x_0, noise, generator, key)
     a = gather(schedule, "sqrt_alphas_cumprod", steps, xp, x_0)
     b = gather(schedule, "sqrt_one_minus_alphas_cumprod", steps, xp, x_0)
     return affine(xp, a, x_0, b, noise)
@@ -289,7 +345,14 @@ def q_transition_mean_variance(
 
 
 def q_transition_sample(
-    schedule: Schedule, x_s: Array, s: Any, t: Any, noise: Array
+    schedule: Schedule,
+    x_s: Array,
+    s: Any,
+    t: Any,
+    noise: Array | None = None,
+    *,
+    generator: Any = None,
+    key: Any = None,
 ) -> Array:
     """Draw x_t from q(x_t | x_s), s < t, given standard normal noise.
 
@@ -303,14 +366,19 @@ def q_transition_sample(
     schedule : Schedule
     x_s : array, shape (B, ...)
     s, t : int or integer arrays of shape () or (B,)
-    noise : array of x_s's shape, dtype and device
+    noise : array of x_s's shape, dtype and device, optional
+        Leave it None to draw it here from ``generator`` or ``key``.
+    generator, key : optional
+        Source of the noise when ``noise`` is None; see
+        :func:`standard_normal_like` (``key`` is JAX's).
 
     Returns
     -------
     array
         x_t, with x_s's shape, dtype, device and namespace.
     """
-    schedule, xp, t_steps = _setup(schedule, t, "x_s", x_s, noise=noise)
+    schedule, xp, t_steps = _setup(schedule, t, "x_s", x_s, **given(noise))
+    noise = draw_noise(x_s, noise, generator, key)
     s_steps = timesteps(xp, s, len(schedule), x_s, name="s")
     check_order(s_steps, t_steps, schedule)
     root, variance, _ = transition_tables(schedule, xp, s_steps, t_steps, x_s)

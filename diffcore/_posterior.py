@@ -7,7 +7,16 @@ from typing import Any
 import numpy as np
 
 from ._arrays import Array, Namespace, Steps, from_host, gather, timesteps
-from ._forward import MeanVariance, _setup, affine, check_order, spread
+from ._backends import backend_for
+from ._forward import (
+    MeanVariance,
+    _setup,
+    affine,
+    check_order,
+    draw_noise,
+    given,
+    spread,
+)
 from ._schedule import Schedule
 
 
@@ -58,6 +67,64 @@ def q_posterior_mean_variance(
         xp, gather(schedule, "posterior_log_variance_clipped", steps, xp, x_t), x_t
     )
     return mean, variance, log_variance
+
+
+def q_posterior_sample(
+    schedule: Schedule,
+    x_0: Array,
+    x_t: Array,
+    t: Any,
+    noise: Array | None = None,
+    *,
+    generator: Any = None,
+    key: Any = None,
+) -> Array:
+    """Draw x_{t-1} from the posterior q(x_{t-1} | x_t, x_0).
+
+    .. math::
+
+        x_{t-1} = \\tilde\\mu_t(x_t, x_0) + \\sqrt{\\tilde\\beta_t}\\, z,
+        \\qquad z \\sim \\mathcal N(0, I)
+
+    One fused linear combination of x_0, x_t and z (the backend's
+    ``linear``); at t = 0 the variance is 0 and the draw is x_0.
+
+    Parameters
+    ----------
+    schedule : Schedule
+    x_0, x_t : arrays of one shape (B, ...), dtype and device
+    t : int or integer array of shape () or (B,)
+    noise : array, optional
+        Standard normal draws z of x_t's shape, dtype and device; None draws
+        them from ``generator`` or ``key`` (see :func:`standard_normal_like`).
+    generator, key : optional
+        Source of the noise when ``noise`` is None (``key`` is JAX's).
+
+    Returns
+    -------
+    array
+        x_{t-1}, with x_t's shape, dtype, device and namespace.
+
+    References
+    ----------
+    Ho et al. (2020), eqs. 6 and 7.
+
+    Examples
+    --------
+    >>> import numpy as np, diffcore
+    >>> s = diffcore.Schedule.linear(1000)
+    >>> x = diffcore.q_posterior_sample(s, np.ones(2), np.zeros(2), 0, np.ones(2))
+    >>> x.tolist()
+    [1.0, 1.0]
+    """
+    schedule, xp, steps = _setup(schedule, t, "x_t", x_t, x_0=x_0, **given(noise))
+    noise = draw_noise(x_t, noise, generator, key)
+    terms = [
+        (gather(schedule, "posterior_mean_coef_x0", steps, xp, x_t), x_0),
+        (gather(schedule, "posterior_mean_coef_xt", steps, xp, x_t), x_t),
+        (gather(schedule, "posterior_std", steps, xp, x_t), noise),
+    ]
+    return backend_for(x_t).linear(xp, terms, x_t.dtype)
 
 
 def _general(

@@ -30,7 +30,9 @@ DTYPES = ["float16", "bfloat16", "float32", "float64"]
 def make(xp: ModuleType, values: Any, dtype: str = "float32") -> Any:
     """values as an array of xp in dtype (skips when xp has no such dtype)."""
     kind = getattr(xp, dtype, None)
-    if kind is None or (dtype == "float16" and compat.is_array_api_strict_namespace(xp)):
+    if kind is None or (
+        dtype == "float16" and compat.is_array_api_strict_namespace(xp)
+    ):
         pytest.skip(f"{xp.__name__} has no {dtype}")
     return xp.asarray(np.asarray(values, dtype=np.float64), dtype=kind)
 
@@ -188,7 +190,10 @@ def test_missing_backend_names_the_library_and_what_is_installed(
         # The generic path still computes when the noise is given ...
         assert diffcore.q_sample(SCHEDULE, x_0, 1, x_0).shape == (2, 3)
         # ... and says what is missing when it is not.
-        with pytest.raises(TypeError, match=r"for torch arrays \(installed: array_api_strict, dask, jax, numpy\)"):
+        with pytest.raises(
+            TypeError,
+            match=r"for torch arrays \(installed: array_api_strict, dask, jax, numpy\)",
+        ):
             diffcore.q_sample(SCHEDULE, x_0, 1, generator=0)
     finally:
         _backends.reset()
