@@ -14,8 +14,9 @@ $(VENV)/.demo: $(BIN)/python pyproject.toml requirements/demo.txt requirements/c
 	$(PIP) -e . -r requirements/demo.txt
 	touch $@
 
-$(VENV)/.test: $(BIN)/python pyproject.toml requirements/test.txt requirements/demo.txt requirements/constraints.txt
+$(VENV)/.test: $(BIN)/python pyproject.toml backends/torch/pyproject.toml backends/cupy/pyproject.toml requirements/test.txt requirements/demo.txt requirements/constraints.txt
 	$(PIP) -e . -r requirements/test.txt -r requirements/demo.txt
+	$(PIP) --no-deps -e backends/torch -e backends/cupy
 	touch $@
 
 $(VENV)/.docs: $(VENV)/.demo docs/requirements.txt requirements/constraints.txt

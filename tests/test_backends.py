@@ -7,6 +7,7 @@ feature it checks (torch.compile, jax.jit, Dask's laziness).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,8 @@ import diffcore
 from diffcore import _backends
 
 SCHEDULE = diffcore.Schedule.linear(1000)
+# scripts/gpu-check.sh sets this to "cuda" to run the torch tests on the GPU.
+TORCH_DEVICE = os.environ.get("DIFFCORE_TORCH_DEVICE", "cpu")
 T = np.array([0, 10, 500, 999])
 DTYPES = ["float16", "bfloat16", "float32", "float64"]
 
@@ -34,7 +37,8 @@ def make(xp: ModuleType, values: Any, dtype: str = "float32") -> Any:
         dtype == "float16" and compat.is_array_api_strict_namespace(xp)
     ):
         pytest.skip(f"{xp.__name__} has no {dtype}")
-    return xp.asarray(np.asarray(values, dtype=np.float64), dtype=kind)
+    device = TORCH_DEVICE if xp.__name__.endswith("torch") else None
+    return xp.asarray(np.asarray(values, dtype=np.float64), dtype=kind, device=device)
 
 
 def to_numpy(x: Any) -> np.ndarray[Any, Any]:
@@ -336,10 +340,12 @@ def test_torch_gradients_flow_through_q_sample_and_posterior() -> None:
     torch = torch_or_skip()
     gen = torch.Generator().manual_seed(0)
     x_0, noise, x_t = (
-        torch.randn(3, 2, dtype=torch.float64, generator=gen, requires_grad=True)
+        torch.randn(3, 2, dtype=torch.float64, generator=gen)
+        .to(TORCH_DEVICE)
+        .requires_grad_()
         for _ in range(3)
     )
-    t = torch.tensor([1, 400, 999])
+    t = torch.tensor([1, 400, 999], device=TORCH_DEVICE)
 
     def closed_form(x_0: Any, noise: Any) -> Any:
         return diffcore.q_sample(SCHEDULE, x_0, t, noise)
@@ -359,8 +365,10 @@ def test_torch_gradients_flow_through_q_sample_and_posterior() -> None:
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 def test_torch_compile_fullgraph_q_sample_and_posterior_step() -> None:
     torch = torch_or_skip()
-    x_0, noise = (torch.as_tensor(v, dtype=torch.float32) for v in data())
-    t = torch.as_tensor(T)
+    x_0, noise = (
+        torch.as_tensor(v, dtype=torch.float32, device=TORCH_DEVICE) for v in data()
+    )
+    t = torch.as_tensor(T, device=TORCH_DEVICE)
 
     def step(x_0: Any, noise: Any, t: Any) -> Any:
         x_t = diffcore.q_sample(SCHEDULE, x_0, t, noise)
