@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from importlib import metadata
 from typing import Any
 
 import array_api_compat as compat
@@ -285,9 +284,17 @@ def library(x: Array) -> str:
     return type(x).__module__.split(".", 1)[0]
 
 
+def _entry_points() -> list[Any]:
+    """The installed entry points of the group (importlib.metadata loads lazily:
+    importing it costs tens of milliseconds that `import diffcore` must not pay)."""
+    from importlib import metadata
+
+    return list(metadata.entry_points(group=GROUP))
+
+
 def available() -> list[str]:
     """Names of every backend: built in, or registered by an entry point."""
-    names = {entry.name for entry in metadata.entry_points(group=GROUP)}
+    names = {entry.name for entry in _entry_points()}
     return sorted(names | set(_BUILTIN))
 
 
@@ -308,7 +315,7 @@ def backend_for(x: Array) -> Backend:
 
 
 def _load(name: str) -> Backend:
-    entries = [e for e in metadata.entry_points(group=GROUP) if e.name == name]
+    entries = [e for e in _entry_points() if e.name == name]
     if not entries:
         return _BUILTIN.get(name, Backend)(name)
 

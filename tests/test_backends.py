@@ -187,7 +187,7 @@ def test_missing_backend_names_the_library_and_what_is_installed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     torch = pytest.importorskip("torch", reason="torch is not installed")
-    monkeypatch.setattr(_backends.metadata, "entry_points", lambda group: [])
+    monkeypatch.setattr(_backends, "_entry_points", lambda: [])
     _backends.reset()
     try:
         x_0 = torch.zeros(2, 3)
