@@ -178,6 +178,7 @@ class Schedule:
         "_log_one_minus_alphas_cumprod",
         "_one_minus_alphas_cumprod",
         "_log_alphas_cumprod_lo",
+        "_extra",
         "log_variance_floor",
         "timestep_map",
         *_TABLES,
@@ -202,6 +203,7 @@ class Schedule:
     _log_one_minus_alphas_cumprod: Float64Array
     _one_minus_alphas_cumprod: Float64Array
     _log_alphas_cumprod_lo: Float64Array
+    _extra: dict[str, Float64Array]
     _first_log_variance: str
     _cache: OrderedDict[Any, Any]
     _lock: threading.Lock
@@ -257,6 +259,9 @@ class Schedule:
         set_(self, "_lock", threading.Lock())
         for name, table in self._tables(betas).items():
             set_(self, name, _readonly(table))
+        with np.errstate(divide="ignore", over="ignore"):
+            extra = {name: _readonly(make(self)) for name, make in _EXTRA.items()}
+        set_(self, "_extra", extra)
         return self
 
     def _tables(self, betas: Float64Array) -> dict[str, Float64Array]:
@@ -771,14 +776,7 @@ class Schedule:
         if name in _TABLES or name in _PROPERTIES:
             table: Float64Array = getattr(self, name)
             return table
-        key = ("host", name)
-        cached = self._cache.get(key)
-        if cached is None:
-            with np.errstate(divide="ignore", over="ignore"):
-                cached = _readonly(_EXTRA[name](self))
-            with self._lock:
-                self._cache[key] = cached
-        return cached
+        return self._extra[name]
 
     def _on_device(self, name: str, xp: Any, device: Any, dtype: Any) -> Any:
         """Table ``name`` as an array of ``xp`` on ``device``, cached (LRU, bounded)."""
