@@ -275,7 +275,9 @@ class Schedule:
 
         # Ho et al. 2020, eqs. 6-7: posterior variance and mean weights.
         posterior_variance = betas * one_minus_prev / one_minus
-        coef_x0 = betas * np.sqrt(alphas_cumprod_prev) / one_minus
+        # sqrt(alpha_bar_{t-1}) from the log, so it does not underflow with alpha_bar.
+        sqrt_prev = np.exp(0.5 * np.concatenate([[0.0], log_ab[:-1]]))
+        coef_x0 = betas * sqrt_prev / one_minus
         coef_xt = np.sqrt(alphas) * one_minus_prev / one_minus
         coef_x0[0], coef_xt[0] = 1.0, 0.0  # t = 0: the point mass at x_0, exactly
 

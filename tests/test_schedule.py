@@ -367,3 +367,13 @@ def test_bad_alphas_cumprod_and_log_snr() -> None:
         Schedule.linear(1).rescale_zero_terminal_snr()
     with pytest.raises(ValueError, match="first must be"):
         Schedule.linear(5).with_posterior_log_variance("clip")  # type: ignore[arg-type]
+
+
+def test_tables_survive_alpha_bar_underflow() -> None:
+    # alpha_bar underflows float64 (log alpha_bar < -745) while its square root
+    # and the posterior weight of x_0 are still normal numbers.
+    s = Schedule.from_betas(np.full(1076, 0.5))
+    assert s.alphas_cumprod[-1] == 0.0
+    expected = 0.5 * 0.5 ** (1075 / 2) / (1 - 0.5**1076)
+    assert s.posterior_mean_coef_x0[-1] == pytest.approx(expected, rel=1e-12)
+    assert s.sqrt_alphas_cumprod[-1] == pytest.approx(0.5 ** (1076 / 2), rel=1e-12)
