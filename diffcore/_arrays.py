@@ -17,7 +17,7 @@ Everything here runs once per public call.  The rules it enforces are listed in
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import array_api_compat as compat
@@ -33,6 +33,11 @@ Namespace = Any
 
 _NUMPY_IS_COMPLIANT = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
 
+# Namespaces by array type, and (compute dtype, NumPy host dtype) by sample
+# dtype: looked up on every call, found once.
+_NAMESPACES: dict[type, Namespace] = {}
+_DTYPES: dict[Any, tuple[Any, Any]] = {}
+
 
 def namespace(**arrays: Array) -> Namespace:
     """Return the one array namespace shared by the named arrays.
@@ -40,6 +45,12 @@ def namespace(**arrays: Array) -> Namespace:
     Raises a TypeError naming the arrays when they come from different
     libraries or when one of them is not an array at all.
     """
+    kinds = {type(value) for value in arrays.values()}
+    if len(kinds) == 1:
+        found = _NAMESPACES.get(kinds.pop())
+        if found is not None:
+            return found
+
     libraries = {}
     for name, value in arrays.items():
         if not compat.is_array_api_obj(value) or isinstance(value, (int, float)):
@@ -57,15 +68,45 @@ def namespace(**arrays: Array) -> Namespace:
         msg = f"arrays must come from one library; got {sides}"
         raise TypeError(msg)
 
-    first = next(iter(arrays.values()))
-    if _NUMPY_IS_COMPLIANT and compat.is_numpy_array(first):
-        return np
-    return compat.array_namespace(first)
+    return namespace_of(next(iter(arrays.values())))
+
+
+def namespace_of(x: Array) -> Namespace:
+    """The namespace of one array (cached by type; NumPy 2 is its own)."""
+    found = _NAMESPACES.get(type(x))
+    if found is None:
+        if _NUMPY_IS_COMPLIANT and compat.is_numpy_array(x):
+            found = np
+        else:
+            found = compat.array_namespace(x)
+        _NAMESPACES[type(x)] = found
+    return found
+
+
+def check_out(xp: Namespace, reference: str, x: Array, out: Array | None) -> None:
+    """Check that ``out`` can receive a result like x: library, shape, dtype, device.
+
+    JAX and Dask arrays are immutable (or lazy) and refuse ``out`` with a
+    TypeError; pass nothing there and use the returned array.
+    """
+    if out is None:
+        return
+    backend = backend_for(x)
+    if not backend.writes_out:
+        msg = (
+            f"out must be None for {backend.name} arrays, which cannot be written "
+            f"in place; got a {type(out).__module__}.{type(out).__name__} "
+            "(use the returned array)"
+        )
+        raise TypeError(msg)
+    namespace(**{reference: x, "out": out})
+    check_like(xp, reference, **{reference: x, "out": out})
 
 
 def check_like(xp: Namespace, reference: str, **arrays: Array) -> None:
     """Check that every named array has the reference's shape, dtype and device."""
     ref = arrays[reference]
+    backend = backend_for(ref)
     for name, value in arrays.items():
         if name == reference:
             continue
@@ -81,26 +122,37 @@ def check_like(xp: Namespace, reference: str, **arrays: Array) -> None:
                 f"got {value.dtype}"
             )
             raise TypeError(msg)
-        if compat.device(value) != compat.device(ref):
+        if backend.device(value) != backend.device(ref):
             msg = (
                 f"{name} must be on the device of {reference}, "
-                f"{compat.device(ref)}; got {compat.device(value)}"
+                f"{backend.device(ref)}; got {backend.device(value)}"
             )
             raise ValueError(msg)
 
 
 def check_floating(xp: Namespace, name: str, x: Array) -> None:
     """Raise a TypeError unless x has a real floating dtype."""
-    if not xp.isdtype(x.dtype, "real floating"):
+    if not _isdtype(xp, x.dtype, "real floating"):
         msg = f"{name} must have a real floating dtype; got {x.dtype}"
         raise TypeError(msg)
 
 
 def compute_dtype(xp: Namespace, dtype: Any) -> Any:
     """The dtype in which arithmetic on samples of ``dtype`` is carried out."""
-    if xp.finfo(dtype).bits < 32:
-        return xp.float32
-    return dtype
+    return _dtypes(xp, dtype)[0]
+
+
+def _dtypes(xp: Namespace, dtype: Any) -> tuple[Any, Any]:
+    """The compute dtype of samples of ``dtype`` and its NumPy twin (cached)."""
+    key = (xp, dtype)
+    try:
+        return _DTYPES[key]
+    except KeyError:
+        pass
+    work = xp.float32 if xp.finfo(dtype).bits < 32 else dtype
+    host = np.float64 if str(work).rsplit(".", 1)[-1] == "float64" else np.float32
+    _DTYPES[key] = (work, host)
+    return work, host
 
 
 def upcast(xp: Namespace, x: Array) -> Array:
@@ -114,20 +166,38 @@ def finish(xp: Namespace, value: Array, dtype: Any) -> Array:
     return value if value.dtype == dtype else xp.astype(value, dtype)
 
 
-@dataclass(frozen=True)
 class Steps:
     """Validated timesteps for one call.
 
     ``host`` holds the int64 values when they could be read without touching a
     device; ``index`` is what is used to gather: a Python int, or an integer
-    array on the samples' device; ``valid`` is a boolean mask on that device
-    when the values could not be read (NaN poisoning), else None.
+    array on the samples' device (placed there on first use); ``valid`` is a
+    boolean mask on that device when the values could not be read (NaN
+    poisoning), else None.
     """
 
-    host: np.ndarray[Any, np.dtype[np.int64]] | None
-    index: int | Array
-    valid: Array | None
-    ndim: int
+    __slots__ = ("_index", "_place", "host", "ndim", "valid")
+
+    def __init__(
+        self,
+        host: np.ndarray[Any, np.dtype[np.int64]] | None,
+        index: int | Array | None,
+        valid: Array | None,
+        ndim: int,
+        place: Callable[[], Array] | None = None,
+    ) -> None:
+        self.host = host
+        self.valid = valid
+        self.ndim = ndim
+        self._index = index
+        self._place = place
+
+    @property
+    def index(self) -> int | Array:
+        """The timesteps as a Python int or an integer array on x's device."""
+        if self._index is None and self._place is not None:
+            self._index = self._place()
+        return self._index
 
 
 def _readable(xp: Namespace, t: Array) -> bool:
@@ -187,8 +257,8 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
         msg = f"{name} must be an int or an integer array; got {type(t).__name__}"
         raise TypeError(msg)
 
-    t_xp = compat.array_namespace(t)
-    if not t_xp.isdtype(t.dtype, "integral"):
+    t_xp = namespace_of(t)
+    if not _isdtype(t_xp, t.dtype, "integral"):
         msg = f"{name} must have an integer dtype; got {t.dtype}"
         raise TypeError(msg)
     _check_shape(name, t.ndim, tuple(t.shape), x)
@@ -199,15 +269,32 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
         return _host_steps(xp, np.asarray(t), size, x, name)
 
     if _readable(t_xp, t):
-        host = np.asarray(t).astype(np.int64)
+        host = np.asarray(t)
+        if host.dtype != np.int64:
+            host = host.astype(np.int64)
         _check_range(name, host, size)
-        index = _to_device_of(xp, xp.astype(t, xp.int64), x)
-        return Steps(host, index, None, t.ndim)
+        return Steps(
+            host, None, None, t.ndim, lambda: _to_device_of(xp, _int64(xp, t), x)
+        )
 
-    index = _to_device_of(xp, xp.astype(t, xp.int64), x)
+    index = _to_device_of(xp, _int64(xp, t), x)
     valid = (index >= 0) & (index < size)
     index = xp.where(valid, index, xp.zeros_like(index))
     return Steps(None, index, valid, t.ndim)
+
+
+def _isdtype(xp: Namespace, dtype: Any, kind: str) -> bool:
+    """``xp.isdtype(dtype, kind)``, cached."""
+    key = (xp, dtype, kind)
+    found = _DTYPES.get(key)
+    if found is None:
+        found = (xp.isdtype(dtype, kind), None)
+        _DTYPES[key] = found
+    return bool(found[0])
+
+
+def _int64(xp: Namespace, t: Array) -> Array:
+    return t if t.dtype == xp.int64 else xp.astype(t, xp.int64)
 
 
 def _host_steps(
@@ -221,13 +308,14 @@ def _host_steps(
     host = host.astype(np.int64)
     if xp is np:
         return Steps(host, host, None, host.ndim)
-    index = xp.asarray(host, device=compat.device(x))
-    return Steps(host, index, None, host.ndim)
+    device = backend_for(x).device(x)
+    return Steps(host, None, None, host.ndim, lambda: xp.asarray(host, device=device))
 
 
 def _to_device_of(xp: Namespace, a: Array, x: Array) -> Array:
-    device = compat.device(x)
-    if compat.device(a) == device:
+    backend = backend_for(x)
+    device = backend.device(x)
+    if backend.device(a) == device:
         return a
     return compat.to_device(a, device)
 
@@ -239,17 +327,22 @@ def gather(
 
     A Python int timestep gives a Python float (exact float64); an array gives
     an array of the compute dtype on x's device, shaped (B, 1, ..., 1).
+    Readable timesteps are gathered on the host from the table rounded once to
+    the compute dtype, and the few values are placed like x; others are
+    gathered on x's device from the cached device table.
     """
-    table = schedule._table(name)
-    if isinstance(steps.index, int):
-        return float(table[steps.index])
+    index = steps.index if steps.host is None else steps._index
+    if isinstance(index, int):
+        return float(schedule._table(name)[index])
 
-    dtype = compute_dtype(xp, x.dtype)
-    if xp is np:
-        values = table[steps.index].astype(dtype, copy=False)
-    else:
-        device_table = backend_for(x).table(schedule, name, xp, compat.device(x), dtype)
-        values = xp.take(device_table, steps.index, axis=0)
+    dtype, host_dtype = _dtypes(xp, x.dtype)
+    if steps.host is not None:
+        values = np.asarray(schedule._host_table(name, host_dtype)[steps.host])
+        return backend_for(x).from_host(xp, expand(np, values, x.ndim), x)
+
+    backend = backend_for(x)
+    device_table = backend.table(schedule, name, xp, backend.device(x), dtype)
+    values = xp.take(device_table, steps.index, axis=0)
     if steps.valid is not None:
         values = xp.where(steps.valid, values, xp.asarray(xp.nan, dtype=dtype))
     return expand(xp, values, x.ndim)
@@ -259,12 +352,8 @@ def from_host(xp: Namespace, values: np.ndarray[Any, Any], x: Array) -> float | 
     """Coefficients computed on the host in float64, placed like ``gather``."""
     if values.ndim == 0:
         return float(values)
-    dtype = compute_dtype(xp, x.dtype)
-    if xp is np:
-        out = values.astype(dtype)
-    else:
-        out = xp.asarray(values, dtype=dtype, device=compat.device(x))
-    return expand(xp, out, x.ndim)
+    host = expand(np, values.astype(_dtypes(xp, x.dtype)[1]), x.ndim)
+    return backend_for(x).from_host(xp, host, x)
 
 
 def expand(xp: Namespace, values: Array, ndim: int) -> Array:

@@ -54,6 +54,8 @@ class Backend:
     """
 
     name = "generic"
+    #: Whether results may be written into a caller's array (``out=``).
+    writes_out = True
 
     def __init__(self, name: str | None = None) -> None:
         if name is not None:
@@ -121,6 +123,18 @@ class Backend:
         out[...] = result
         return out
 
+    def device(self, x: Array) -> Any:
+        """The device of x, as ``array_api_compat.device`` names it."""
+        return compat.device(x)
+
+    def from_host(self, xp: Namespace, values: np.ndarray[Any, Any], x: Array) -> Array:
+        """NumPy values (already in the compute dtype) as an array placed like x.
+
+        The result may share memory with ``values``; callers pass values that
+        they computed for this call and do not keep.
+        """
+        return xp.asarray(values, device=self.device(x))
+
     def readable(self, x: Array) -> bool:
         """Whether reading x's values is cheap: no device sync, trace or graph."""
         if compat.is_numpy_array(x):
@@ -141,7 +155,12 @@ class Backend:
 
 
 class NumPyBackend(Backend):
-    """NumPy: ``numpy.random.Generator`` noise and ufuncs writing into ``out``."""
+    """NumPy: ``numpy.random.Generator`` noise and ufuncs writing into ``out``.
+
+    Large linear combinations run in cache-sized blocks (each block of the
+    result is formed while it stays in cache), or through numexpr when it is
+    installed; both give the same float32/float64 roundings as the plain form.
+    """
 
     name = "numpy"
 
@@ -149,19 +168,25 @@ class NumPyBackend(Backend):
         rng = numpy_generator(generator, "numpy")
         return host_normal(rng, x.shape, x.dtype)
 
+    def device(self, x: Array) -> Any:
+        return "cpu"
+
+    def from_host(self, xp: Namespace, values: np.ndarray[Any, Any], x: Array) -> Array:
+        return values
+
     def linear(
         self, xp: Namespace, terms: Terms, dtype: Any, out: Array | None = None
     ) -> Array:
-        arrays = [array for _, array in terms[1:]]
-        fusable = out is not None and compute_dtype(xp, dtype) == dtype
-        if not fusable or any(out is array for array in arrays):
+        arrays = [array for _, array in terms]
+        if compute_dtype(xp, dtype) != dtype or any(
+            array.dtype != dtype for array in arrays
+        ):
             return super().linear(xp, terms, dtype, out)
-
-        coef, first = terms[0]
-        np.multiply(first, coef, out=out)
-        for coef, array in terms[1:]:
-            out += coef * array
-        return out
+        if out is None:
+            out = np.empty(arrays[0].shape, dtype=dtype)
+        elif any(out is array for array in arrays[1:]):
+            return super().linear(xp, terms, dtype, out)
+        return _blocked_linear(terms, out)
 
 
 class StrictBackend(Backend):
@@ -181,6 +206,7 @@ class JaxBackend(Backend):
     """JAX: noise from explicit keys; XLA fuses the arithmetic itself."""
 
     name = "jax"
+    writes_out = False
 
     def standard_normal(self, x: Array, generator: Any) -> Array:
         import jax
@@ -211,6 +237,7 @@ class DaskBackend(Backend):
     """Dask: noise drawn chunk by chunk with ``dask.array.random``, lazily."""
 
     name = "dask"
+    writes_out = False
 
     def standard_normal(self, x: Array, generator: Any) -> Array:
         import dask.array as da
@@ -256,6 +283,101 @@ def host_normal(
     return rng.standard_normal(shape, dtype=draw).astype(dtype, copy=False)
 
 
+# Elements per block: the block of the result and one temporary (2 x 256 KiB
+# in float32) stay in a core's L2 cache between the three ufuncs.
+_BLOCK = 1 << 16
+# Below this many elements one pass of whole-array ufuncs is cheaper.
+_NUMEXPR_MIN = 1 << 18
+
+
+def _blocked_linear(terms: Terms, out: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """out = sum_i c_i x_i with NumPy ufuncs, block by block for large arrays.
+
+    Coefficients are Python floats or arrays of shape (B, 1, ..., 1) for
+    arrays of shape (B, ...); anything else takes the whole-array path.
+    """
+    rows = None if out.size <= _BLOCK else _rows(terms, out)
+    if rows is None:
+        _ufunc_linear(terms, out)
+        return out
+    if out.size >= _NUMEXPR_MIN and _numexpr_linear(terms, out):
+        return out
+
+    arrays = [array for _, array in terms]
+    coefs, flat = rows
+    views = [array.reshape(flat.shape) for array in arrays]
+    width = flat.shape[1]
+    step = max(1, _BLOCK // width)
+    scratch = np.empty(min(_BLOCK, flat.size), dtype=out.dtype)
+    if width >= _BLOCK:
+        for r in range(flat.shape[0]):
+            for lo in range(0, width, _BLOCK):
+                part = slice(lo, lo + _BLOCK)
+                block = [(c[r], v[r, part]) for c, v in zip(coefs, views, strict=True)]
+                _ufunc_linear(block, flat[r, part], scratch)
+        return out
+    for lo in range(0, flat.shape[0], step):
+        part = slice(lo, lo + step)
+        block = [(c[part], v[part]) for c, v in zip(coefs, views, strict=True)]
+        _ufunc_linear(block, flat[part], scratch)
+    return out
+
+
+def _rows(
+    terms: Terms, out: np.ndarray[Any, Any]
+) -> tuple[list[Any], np.ndarray[Any, Any]] | None:
+    """Coefficients as (B, 1) columns (or floats) and out as a (B, N) view."""
+    if out.ndim == 0 or not out.flags.c_contiguous:
+        return None
+    if not all(array.flags.c_contiguous for _, array in terms):
+        return None
+    batch = out.shape[0]
+    coefs: list[Any] = []
+    for coef, _ in terms:
+        if isinstance(coef, float):
+            coefs.append(np.full((batch, 1), coef, dtype=out.dtype))
+        elif coef.dtype != out.dtype:
+            return None
+        elif coef.ndim == 0:
+            coefs.append(np.full((batch, 1), coef, dtype=out.dtype))
+        elif coef.size == batch and coef.shape[0] == batch:
+            coefs.append(coef.reshape(batch, 1))
+        else:
+            return None
+    return coefs, out.reshape(batch, -1)
+
+
+def _ufunc_linear(
+    terms: Terms, out: np.ndarray[Any, Any], scratch: np.ndarray[Any, Any] | None = None
+) -> None:
+    """out = sum_i c_i x_i with one temporary, the first product written in place."""
+    (coef, first), rest = terms[0], terms[1:]
+    np.multiply(first, coef, out=out)
+    if not rest:
+        return
+    if scratch is None:
+        scratch = np.empty(out.size, dtype=out.dtype)
+    tmp = scratch[: out.size].reshape(out.shape)
+    for coef, array in rest:
+        np.multiply(array, coef, out=tmp)
+        np.add(out, tmp, out=out)
+
+
+def _numexpr_linear(terms: Terms, out: np.ndarray[Any, Any]) -> bool:
+    """One fused, threaded pass through numexpr when it is installed."""
+    try:
+        import numexpr  # type: ignore[import-untyped]
+    except ImportError:
+        return False
+    names = {}
+    for i, (coef, array) in enumerate(terms):
+        names[f"c{i}"] = coef if not isinstance(coef, float) else out.dtype.type(coef)
+        names[f"x{i}"] = array
+    expression = " + ".join(f"c{i} * x{i}" for i in range(len(terms)))
+    numexpr.evaluate(expression, local_dict=names, out=out, casting="no")
+    return True
+
+
 _BUILTIN: dict[str, type[Backend]] = {
     "numpy": NumPyBackend,
     "array_api_strict": StrictBackend,
@@ -264,6 +386,7 @@ _BUILTIN: dict[str, type[Backend]] = {
 }
 
 _loaded: dict[str, Backend] = {}
+_by_type: dict[type, Backend] = {}
 _lock = threading.Lock()
 
 
@@ -304,13 +427,14 @@ def backend_for(x: Array) -> Backend:
     A library with no backend gets the generic one, which computes correctly
     when noise is passed in and says what to install when it is not.
     """
-    name = library(x)
-    found = _loaded.get(name)
+    found = _by_type.get(type(x))
     if found is not None:
         return found
+    name = library(x)
     with _lock:
         if name not in _loaded:
             _loaded[name] = _load(name)
+        _by_type[type(x)] = _loaded[name]
         return _loaded[name]
 
 
@@ -335,3 +459,4 @@ def reset() -> None:
     """Forget every loaded backend (tests that register new entry points)."""
     with _lock:
         _loaded.clear()
+        _by_type.clear()

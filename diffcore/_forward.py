@@ -12,6 +12,7 @@ from ._arrays import (
     Steps,
     check_floating,
     check_like,
+    check_out,
     finish,
     from_host,
     gather,
@@ -48,9 +49,7 @@ def spread(xp: Namespace, value: float | Array, x: Array) -> Array:
 
 
 def _device(x: Array) -> Any:
-    from array_api_compat import device
-
-    return device(x)
+    return backend_for(x).device(x)
 
 
 def affine(
@@ -220,6 +219,7 @@ def q_sample(
     *,
     generator: Any = None,
     key: Any = None,
+    out: Array | None = None,
 ) -> Array:
     """Draw x_t from the closed form q(x_t | x_0) given standard normal noise.
 
@@ -244,11 +244,16 @@ def q_sample(
     generator, key : optional
         Source of the noise when ``noise`` is None; see
         :func:`standard_normal_like` (``key`` is JAX's).
+    out : array, optional
+        Where to write x_t: an array of x_0's shape, dtype, device and library
+        (it may be x_0 itself).  NumPy, PyTorch, CuPy and array-api-strict
+        arrays only; JAX and Dask arrays are immutable and raise TypeError.
+        Not differentiable in PyTorch.
 
     Returns
     -------
     array
-        x_t, with x_0's shape, dtype, device and namespace.
+        x_t, with x_0's shape, dtype, device and namespace; ``out`` when given.
 
     References
     ----------
@@ -264,10 +269,11 @@ def q_sample(
     [0.01, 0.99998]
     """
     schedule, xp, steps = _setup(schedule, t, "x_0", x_0, **given(noise))
+    check_out(xp, "x_0", x_0, out)
     noise = draw_noise(x_0, noise, generator, key)
     a = gather(schedule, "sqrt_alphas_cumprod", steps, xp, x_0)
     b = gather(schedule, "sqrt_one_minus_alphas_cumprod", steps, xp, x_0)
-    return affine(xp, a, x_0, b, noise)
+    return affine(xp, a, x_0, b, noise, out=out)
 
 
 def transition_tables(

@@ -6,7 +6,15 @@ from typing import Any
 
 import numpy as np
 
-from ._arrays import Array, Namespace, Steps, from_host, gather, timesteps
+from ._arrays import (
+    Array,
+    Namespace,
+    Steps,
+    check_out,
+    from_host,
+    gather,
+    timesteps,
+)
 from ._backends import backend_for
 from ._forward import (
     MeanVariance,
@@ -78,6 +86,7 @@ def q_posterior_sample(
     *,
     generator: Any = None,
     key: Any = None,
+    out: Array | None = None,
 ) -> Array:
     """Draw x_{t-1} from the posterior q(x_{t-1} | x_t, x_0).
 
@@ -99,11 +108,16 @@ def q_posterior_sample(
         them from ``generator`` or ``key`` (see :func:`standard_normal_like`).
     generator, key : optional
         Source of the noise when ``noise`` is None (``key`` is JAX's).
+    out : array, optional
+        Where to write x_{t-1}: an array like x_t (it may be x_0 itself).
+        NumPy, PyTorch, CuPy and array-api-strict only; JAX and Dask arrays
+        raise TypeError.  Not differentiable in PyTorch.
 
     Returns
     -------
     array
-        x_{t-1}, with x_t's shape, dtype, device and namespace.
+        x_{t-1}, with x_t's shape, dtype, device and namespace; ``out`` when
+        given.
 
     References
     ----------
@@ -118,13 +132,14 @@ def q_posterior_sample(
     [1.0, 1.0]
     """
     schedule, xp, steps = _setup(schedule, t, "x_t", x_t, x_0=x_0, **given(noise))
+    check_out(xp, "x_t", x_t, out)
     noise = draw_noise(x_t, noise, generator, key)
     terms = [
         (gather(schedule, "posterior_mean_coef_x0", steps, xp, x_t), x_0),
         (gather(schedule, "posterior_mean_coef_xt", steps, xp, x_t), x_t),
         (gather(schedule, "posterior_std", steps, xp, x_t), noise),
     ]
-    return backend_for(x_t).linear(xp, terms, x_t.dtype)
+    return backend_for(x_t).linear(xp, terms, x_t.dtype, out)
 
 
 def _general(

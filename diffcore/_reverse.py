@@ -26,6 +26,7 @@ from ._arrays import (
     gather,
     upcast,
 )
+from ._backends import backend_for
 from ._forward import _setup, spread
 from ._parameterisation import eps_from_v, eps_from_x_0, x_0_from_eps, x_0_from_v
 from ._posterior import q_posterior_mean_variance
@@ -84,8 +85,15 @@ def _check_processing(clip_denoised: Any, dynamic_threshold: Any) -> None:
 
 
 def _check_finite(xp: Namespace, name: str, x: Array) -> None:
-    """Raise on NaN or inf where reading x is cheap (host arrays, CPU tensors)."""
-    if _readable(xp, x) and not bool(xp.all(xp.isfinite(x))):
+    """Raise on NaN or inf where reading x is cheap (host arrays, CPU tensors).
+
+    A finite sum proves every entry finite (a NaN or an inf entry makes the
+    sum NaN or inf), in one reduction; only a sum that is not finite, which
+    overflow alone can cause, is followed by the entrywise test.
+    """
+    if not _readable(xp, x) or math.isfinite(float(xp.sum(x))):
+        return
+    if not bool(xp.all(xp.isfinite(x))):
         msg = f"{name} must be finite; got NaN or inf in an array of shape {x.shape}"
         raise ValueError(msg)
 
@@ -241,9 +249,7 @@ def _fixed_large(
 
 
 def _device(x: Array) -> Any:
-    from array_api_compat import device
-
-    return device(x)
+    return backend_for(x).device(x)
 
 
 def _learned(

@@ -21,6 +21,7 @@ from ._arrays import (
     Steps,
     _readable,
     check_like,
+    check_out,
     expand,
     finish,
     from_host,
@@ -28,6 +29,7 @@ from ._arrays import (
     timesteps,
     upcast,
 )
+from ._backends import backend_for
 from ._forward import _setup
 from ._random import standard_normal_like
 from ._reverse import (
@@ -35,9 +37,12 @@ from ._reverse import (
     VARIANCE_TYPES,
     PredictionType,
     VarianceType,
+    _check_processing,
+    _fixed_large,
     check_choice,
     p_mean_variance,
     predict_x_0_eps,
+    split_output,
 )
 from ._schedule import Schedule, as_schedule
 
@@ -253,6 +258,7 @@ def ddpm_step(
     variance_type: VarianceType = "fixed_small",
     clip_denoised: tuple[float, float] | None = None,
     dynamic_threshold: float | None = None,
+    out: Array | None = None,
 ) -> Step:
     """Draw x_{t-1} from the reverse step p(x_{t-1} | x_t) (ancestral sampling).
 
@@ -276,11 +282,16 @@ def ddpm_step(
         Standard normal draws z.
     prediction_type, variance_type, clip_denoised, dynamic_threshold
         As in :func:`p_mean_variance`.
+    out : array, optional
+        Where to write x_{t-1}: an array like x_t (it may be x_t itself).
+        NumPy, PyTorch, CuPy and array-api-strict only; JAX and Dask arrays
+        raise TypeError.
 
     Returns
     -------
     Step
-        ``x_prev`` and ``x_0_hat``, of x_t's shape and dtype.
+        ``x_prev`` (``out`` when given) and ``x_0_hat``, of x_t's shape and
+        dtype.
 
     References
     ----------
@@ -294,20 +305,76 @@ def ddpm_step(
     >>> np.round(step.x_prev, 6).tolist()
     [1.00005, 1.00005]
     """
-    out = p_mean_variance(
+    check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+    check_choice("variance_type", variance_type, VARIANCE_TYPES)
+    if variance_type in ("learned", "learned_range"):
+        reverse = p_mean_variance(
+            schedule,
+            model_output,
+            x_t,
+            t,
+            prediction_type=prediction_type,
+            variance_type=variance_type,
+            clip_denoised=clip_denoised,
+            dynamic_threshold=dynamic_threshold,
+        )
+        schedule, xp, steps = _setup(schedule, t, "x_t", x_t, noise=noise)
+        check_out(xp, "x_t", x_t, out)
+        log_std = 0.5 * upcast(xp, reverse.log_variance)
+        std = xp.exp(log_std) * _nonzero(xp, steps, x_t)
+        terms = [(1.0, reverse.mean), (std, noise)]
+        x_prev = backend_for(x_t).linear(xp, terms, x_t.dtype, out)
+        return Step(x_prev, reverse.x_0_hat)
+
+    _check_processing(clip_denoised, dynamic_threshold)
+    schedule, xp, steps = _setup(schedule, t, "x_t", x_t, noise=noise)
+    check_out(xp, "x_t", x_t, out)
+    prediction, _ = split_output(xp, model_output, x_t, variance_type)
+    x_0_hat, _ = predict_x_0_eps(
         schedule,
-        model_output,
+        prediction,
         x_t,
         t,
         prediction_type=prediction_type,
-        variance_type=variance_type,
         clip_denoised=clip_denoised,
         dynamic_threshold=dynamic_threshold,
     )
-    schedule, xp, steps = _setup(schedule, t, "x_t", x_t, noise=noise)
-    std = xp.exp(0.5 * upcast(xp, out.log_variance)) * _nonzero(xp, steps, x_t)
-    x_prev = finish(xp, upcast(xp, out.mean) + std * upcast(xp, noise), x_t.dtype)
-    return Step(x_prev, out.x_0_hat)
+    # Ho et al. 2020, eq. 7 and algorithm 2: posterior mean at x_0_hat plus noise
+    terms = [
+        (gather(schedule, "posterior_mean_coef_x0", steps, xp, x_t), x_0_hat),
+        (gather(schedule, "posterior_mean_coef_xt", steps, xp, x_t), x_t),
+        (_fixed_std(schedule, xp, steps, x_t, variance_type), noise),
+    ]
+    x_prev = backend_for(x_t).linear(xp, terms, x_t.dtype, out)
+    return Step(x_prev, x_0_hat)
+
+
+def _fixed_std(
+    schedule: Schedule, xp: Namespace, steps: Steps, x: Array, variance_type: str
+) -> float | Array:
+    """The standard deviation of a fixed-variance DDPM step, 0 at t = 0.
+
+    From the float64 log variance on the host when t was readable.
+    """
+    if steps.host is not None:
+        if variance_type == "fixed_large":
+            log_variance = np.log(_large_variances(schedule)[steps.host])
+        else:
+            log_variance = schedule._table("posterior_log_variance_clipped")[steps.host]
+        return from_host(xp, np.exp(0.5 * log_variance) * (steps.host != 0), x)
+    if variance_type == "fixed_large":
+        _, log_variance = _fixed_large(schedule, xp, steps, x)
+    else:
+        log_variance = gather(schedule, "posterior_log_variance_clipped", steps, xp, x)
+    return xp.exp(0.5 * log_variance) * _nonzero(xp, steps, x)
+
+
+def _large_variances(schedule: Schedule) -> NDArray[np.float64]:
+    """beta_t with the t = 1 posterior variance at t = 0 (see ``_fixed_large``)."""
+    table = schedule.betas.copy()
+    if len(schedule) > 1:
+        table[0] = schedule.posterior_variance[1]
+    return table
 
 
 def _nonzero(xp: Namespace, steps: Steps, x: Array) -> float | Array:
@@ -442,6 +509,7 @@ def ddim_step(
     clip_denoised: tuple[float, float] | None = None,
     dynamic_threshold: float | None = None,
     final_alpha_cumprod: FinalAlpha = "one",
+    out: Array | None = None,
 ) -> Step:
     """One DDIM step from timestep t to t_prev < t (-1 for the data).
 
@@ -482,11 +550,16 @@ def ddim_step(
     prediction_type, clip_denoised, dynamic_threshold
         As in :func:`p_mean_variance`.
     final_alpha_cumprod : {"one", "first"}
+    out : array, optional
+        Where to write x_prev: an array like x_t (it may be x_t itself).
+        NumPy, PyTorch, CuPy and array-api-strict only; JAX and Dask arrays
+        raise TypeError.
 
     Returns
     -------
     Step
-        ``x_prev`` and ``x_0_hat``, of x_t's shape and dtype.
+        ``x_prev`` (``out`` when given) and ``x_0_hat``, of x_t's shape and
+        dtype.
 
     References
     ----------
@@ -514,6 +587,7 @@ def ddim_step(
     more = {} if noise is None else {"noise": noise}
     schedule, xp, steps = _setup(schedule, t, "x_t", x_t, **more)
     check_like(xp, "x_t", x_t=x_t, model_output=model_output)
+    check_out(xp, "x_t", x_t, out)
     prev, final = _previous(xp, schedule, t_prev, steps, x_t)
 
     x_0_hat, eps_hat = predict_x_0_eps(
@@ -533,10 +607,11 @@ def ddim_step(
     if mod is np:
         a, b, c = (from_host(xp, np.asarray(v), x_t) for v in (a, b, c))
 
-    value = a * upcast(xp, x_0_hat) + b * upcast(xp, eps_hat)
+    # Song et al. 2021, eq. 12: x_0_hat, the direction to x_t, and fresh noise
+    terms = [(a, x_0_hat), (b, eps_hat)]
     if noise is not None and eta > 0.0:
-        value = value + c * upcast(xp, noise)
-    return Step(finish(xp, value, x_t.dtype), x_0_hat)
+        terms.append((c, noise))
+    return Step(backend_for(x_t).linear(xp, terms, x_t.dtype, out), x_0_hat)
 
 
 def dpmpp_2m_step(

@@ -780,6 +780,17 @@ class Schedule:
             return table
         return self._extra[name]
 
+    def _host_table(self, name: str, dtype: Any) -> NDArray[Any]:
+        """Table ``name`` rounded once to NumPy float32 or float64, cached."""
+        key = ("host", name, dtype)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._table(name).astype(dtype)
+            cached.flags.writeable = False
+            with self._lock:
+                self._cache[key] = cached
+        return cached
+
     def _on_device(self, name: str, xp: Any, device: Any, dtype: Any) -> Any:
         """Table ``name`` as an array of ``xp`` on ``device``, cached (LRU, bounded)."""
         key = (name, xp.__name__, device, dtype)

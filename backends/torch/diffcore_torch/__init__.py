@@ -7,7 +7,10 @@ diffcore loads it the first time a tensor reaches the core.  It supplies
   tensor's device, dtype included (float16 and bfloat16 are drawn directly);
 * the linear combinations of the hot paths as one ``mul`` followed by fused
   ``add(alpha=)``/``addcmul`` kernels, optionally written into ``out``; they
-  are differentiable and trace under ``torch.compile(fullgraph=True)``;
+  are differentiable and trace under ``torch.compile(fullgraph=True)``; large
+  CPU tensors that need no gradient are combined in cache-sized blocks, so
+  that each block of the result is read back while it is still in cache;
+* coefficients gathered on the host wrapped without a copy (``from_numpy``);
 * table placement that, inside ``torch.compile``, hands the cached device
   table to the graph as a constant instead of tracing the cache's lock.
 """
@@ -17,11 +20,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from diffcore import Backend
 
 __all__ = ["TorchBackend"]
+
+Terms = Sequence[tuple[Any, torch.Tensor]]
+
+# Elements per block of a blocked combination: the block of the result stays
+# in a core's L2 cache between the multiply and the fused multiply-add.
+_BLOCK = 1 << 16
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -67,10 +77,18 @@ class TorchBackend(Backend):
             raise ValueError(msg)
         return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
 
+    def device(self, x: torch.Tensor) -> Any:
+        return x.device
+
+    def from_host(self, xp: Any, values: np.ndarray[Any, Any], x: torch.Tensor) -> Any:
+        if x.device.type == "cpu" and not torch.compiler.is_compiling():
+            return torch.from_numpy(values)
+        return torch.as_tensor(values, device=x.device)
+
     def linear(
         self,
         xp: Any,
-        terms: Sequence[tuple[Any, torch.Tensor]],
+        terms: Terms,
         dtype: Any,
         out: torch.Tensor | None = None,
     ) -> torch.Tensor:
@@ -79,14 +97,10 @@ class TorchBackend(Backend):
         if out is not None:
             if work != dtype or any(array is out for _, array in rest):
                 return super().linear(xp, terms, dtype, out)
-            torch.mul(first, coef, out=out)
-            for coef, array in rest:
-                if isinstance(coef, float):
-                    out.add_(array, alpha=coef)
-                else:
-                    out.addcmul_(array, coef)
-            return out
+            return _into(terms, out)
 
+        if work == dtype and _blockable(terms):
+            return _into(terms, torch.empty_like(first, dtype=dtype))
         total = torch.mul(first if first.dtype == work else first.to(work), coef)
         for coef, array in rest:
             if isinstance(coef, float):
@@ -102,3 +116,80 @@ class TorchBackend(Backend):
         if torch.compiler.is_compiling():
             return _traced_table(schedule, name, device, dtype)
         return super().table(schedule, name, xp, device, dtype)
+
+
+def _blockable(terms: Terms) -> bool:
+    """Whether a result may be written block by block into a fresh tensor.
+
+    Only for large contiguous CPU tensors of one dtype outside autograd and
+    outside a compiled region, where ``out=`` kernels are allowed.
+    """
+    first = terms[0][1]
+    if first.device.type != "cpu" or first.numel() <= _BLOCK:
+        return False
+    if torch.compiler.is_compiling():
+        return False
+    grad = torch.is_grad_enabled()
+    for coef, array in terms:
+        if array.dtype != first.dtype or not array.is_contiguous():
+            return False
+        if grad and (array.requires_grad or getattr(coef, "requires_grad", False)):
+            return False
+    return True
+
+
+def _into(terms: Terms, out: torch.Tensor) -> torch.Tensor:
+    """out = sum_i c_i x_i, in blocks of rows when out is large and contiguous."""
+    rows = _rows(terms, out)
+    if rows is None or out.numel() <= _BLOCK:
+        _combine(terms, out)
+        return out
+    coefs, flat = rows
+    views = [array.reshape(flat.shape) for _, array in terms]
+    width = flat.shape[1]
+    if width >= _BLOCK:
+        for r in range(flat.shape[0]):
+            for lo in range(0, width, _BLOCK):
+                block = [
+                    (c if isinstance(c, float) else c[r], v[r, lo : lo + _BLOCK])
+                    for c, v in zip(coefs, views, strict=True)
+                ]
+                _combine(block, flat[r, lo : lo + _BLOCK])
+        return out
+    step = max(1, _BLOCK // width)
+    for lo in range(0, flat.shape[0], step):
+        block = [
+            (c if isinstance(c, float) else c[lo : lo + step], v[lo : lo + step])
+            for c, v in zip(coefs, views, strict=True)
+        ]
+        _combine(block, flat[lo : lo + step])
+    return out
+
+
+def _rows(terms: Terms, out: torch.Tensor) -> tuple[list[Any], torch.Tensor] | None:
+    """Coefficients as (B, 1) columns (or floats) and out as a (B, N) view."""
+    if out.ndim == 0 or not out.is_contiguous():
+        return None
+    batch = out.shape[0]
+    coefs: list[Any] = []
+    for coef, array in terms:
+        if not array.is_contiguous():
+            return None
+        if isinstance(coef, float):
+            coefs.append(coef)
+        elif coef.ndim >= 1 and coef.numel() == batch and coef.shape[0] == batch:
+            coefs.append(coef.reshape(batch, 1))
+        else:
+            return None
+    return coefs, out.view(batch, -1)
+
+
+def _combine(terms: Terms, out: torch.Tensor) -> None:
+    """out = c_0 x_0, then out += c_i x_i with fused kernels, in place."""
+    (coef, first), rest = terms[0], terms[1:]
+    torch.mul(first, coef, out=out)
+    for coef, array in rest:
+        if isinstance(coef, float):
+            out.add_(array, alpha=coef)
+        else:
+            out.addcmul_(array, coef)
