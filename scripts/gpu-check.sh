@@ -36,6 +36,10 @@ echo "== backend suite and core suite on CuPy (CUDA)"
 DIFFCORE_BACKENDS=cupy timeout 120 "$PY" -m pytest -q -p no:cacheprovider \
     tests/test_backends.py tests/test_forward.py tests/test_posterior.py
 
+echo "== the CuPy and PyTorch tutorials (docs/tutorials/) on the GPU"
+timeout 120 "$PY" -m pytest -q -p no:cacheprovider tests/test_tutorials.py \
+    -k "cupy or pytorch"
+
 echo "== backend suite on CUDA torch"
 DIFFCORE_TORCH_DEVICE=cuda timeout 120 "$PY" -m pytest -q -p no:cacheprovider \
     tests/test_backends.py -k "torch or meta or compile or gradients"
