@@ -232,6 +232,20 @@ class JaxBackend(Backend):
             return False
         return all(d.platform == "cpu" for d in x.devices())
 
+    def table(
+        self, schedule: Any, name: str, xp: Namespace, device: Any, dtype: Any
+    ) -> Array:
+        """The table as a concrete array, even when asked for inside a trace.
+
+        Built inside ``jit`` or ``vmap`` it would be a tracer, and a cached
+        tracer breaks the next trace; compile-time evaluation makes it a
+        constant that every trace can share.
+        """
+        import jax
+
+        with jax.ensure_compile_time_eval():
+            return schedule._on_device(name, xp, device, dtype)
+
 
 class DaskBackend(Backend):
     """Dask: noise drawn chunk by chunk with ``dask.array.random``, lazily."""

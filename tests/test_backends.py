@@ -485,3 +485,19 @@ def test_dask_noising_larger_than_memory_runs_chunk_by_chunk() -> None:
     # Six chunks of 4 MB at most are alive at once: far below the 200 MB total.
     assert peak < total / 5, f"peak {peak / 1e6:.0f} MB of {total / 1e6:.0f} MB"
     assert abs(second_moment - expected) < 1e-3
+
+
+def test_jax_retracing_does_not_reuse_a_cached_tracer() -> None:
+    jax = pytest.importorskip("jax", reason="jax is not installed")
+    jnp = jax.numpy
+    schedule = diffcore.Schedule.cosine(1000)
+    step = jax.jit(lambda x, t, e: diffcore.q_sample(schedule, x, t, e))
+    for batch in (4, 8):  # the second shape retraces
+        x = jnp.ones((batch, 3), jnp.float32)
+        out = step(x, jnp.arange(batch), x)
+        expected = schedule.sqrt_alphas_cumprod[:batch]
+        expected = expected + schedule.sqrt_one_minus_alphas_cumprod[:batch]
+        np.testing.assert_allclose(np.asarray(out)[:, 0], expected, rtol=1e-6)
+    vmapped = jax.vmap(lambda x, t, e: diffcore.q_sample(schedule, x, t, e))
+    x = jnp.ones((2, 3), jnp.float32)
+    assert vmapped(x, jnp.arange(2), x).shape == (2, 3)
