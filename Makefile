@@ -49,6 +49,11 @@ pytest: $(VENV)/.test docs chromium
 
 test: lint typecheck pytest
 
+# The benchmark tables of docs/benchmarks.md (a few minutes; quiet machine).
+.PHONY: bench
+bench: $(VENV)/.test
+	$(BIN)/python benchmarks/run.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis diffcore-demo \
 		docs/_build docs/_generated

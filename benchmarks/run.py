@@ -1,10 +1,11 @@
 """diffcore's benchmark suite: ratios measured in one process, one run.
 
-Usage::
+Usage (``make bench`` runs the first)::
 
     python benchmarks/run.py            # the full tables (a few minutes)
     python benchmarks/run.py --quick    # tiny sizes, a few repeats (CI smoke run)
-    python benchmarks/run.py --markdown docs/benchmarks-table.md
+    python benchmarks/run.py --markdown table.md   # also write the table there
+    python benchmarks/run.py --gpu      # CUDA torch and CuPy rows instead
 
 Every figure is a median over repeats, taken in interleaved order (each
 repeat times every contender once, in turn), after warm-up calls.  Times are
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.metadata
+import math
 import platform
 import statistics
 import subprocess
@@ -34,6 +36,14 @@ import diffcore
 SHAPES = [(1, 3, 64, 64), (16, 3, 64, 64), (128, 3, 64, 64), (64, 4, 128, 128)]
 QUICK_SHAPES = [(1, 3, 8, 8), (4, 3, 16, 16)]
 STEP_SHAPES = [(1, 3, 32, 32), (16, 3, 64, 64)]
+# 64 MiB and 256 MiB of float32 for the GPU target (at most 1.6 copies).
+GPU_SHAPES = [
+    (1, 3, 64, 64),
+    (64, 4, 128, 128),
+    (256, 4, 128, 128),
+    (256, 16, 128, 128),
+]
+GPU_QUICK_SHAPES = [(1, 3, 8, 8), (64, 4, 128, 128)]
 
 
 @dataclass
@@ -43,6 +53,8 @@ class Row:
     case: str
     shape: tuple[int, ...]
     times: dict[str, float] = field(default_factory=dict)
+    # competitor -> the diffcore contender it is compared with
+    versus: dict[str, str] = field(default_factory=dict)
 
 
 def measure(
@@ -106,6 +118,41 @@ def numpy_q_sample_row(
         )
     row = Row("q_sample numpy", shape)
     row.times = measure(contenders, repeat, calls_per_sample(x_0.nbytes))
+    row.versus = {"improved-diffusion pattern": "diffcore"}
+    return row
+
+
+def numpy_posterior_row(
+    schedule: diffcore.Schedule, shape: tuple[int, ...], repeat: int
+) -> Row:
+    """q_posterior_sample: three streams in, one out."""
+    rng = np.random.default_rng(1)
+    x_0, x_t, noise = (rng.standard_normal(shape, dtype=np.float32) for _ in range(3))
+    t = rng.integers(1, len(schedule), shape[0])
+    out = np.empty_like(x_0)
+    tables = [
+        schedule.posterior_mean_coef_x0,
+        schedule.posterior_mean_coef_xt,
+        np.sqrt(schedule.posterior_variance),
+    ]
+    lead = (-1,) + (1,) * (x_0.ndim - 1)
+
+    def improved_diffusion_pattern() -> Any:
+        c0, ct, sd = (table[t].astype(np.float32).reshape(lead) for table in tables)
+        return c0 * x_0 + ct * x_t + sd * noise
+
+    contenders: dict[str, Callable[[], Any]] = {
+        "copy": lambda: np.copyto(out, x_0),
+        "diffcore": lambda: diffcore.q_posterior_sample(schedule, x_0, x_t, t, noise),
+        "improved-diffusion pattern": improved_diffusion_pattern,
+    }
+    if _accepts_out(diffcore.q_posterior_sample):
+        contenders["diffcore out="] = lambda: diffcore.q_posterior_sample(
+            schedule, x_0, x_t, t, noise, out=out
+        )
+    row = Row("q_posterior_sample numpy", shape)
+    row.times = measure(contenders, repeat, calls_per_sample(x_0.nbytes))
+    row.versus = {"improved-diffusion pattern": "diffcore"}
     return row
 
 
@@ -113,32 +160,54 @@ def numpy_q_sample_row(
 
 
 def torch_rows(
-    schedule: diffcore.Schedule, shapes: list[tuple[int, ...]], repeat: int
+    schedule: diffcore.Schedule,
+    shapes: list[tuple[int, ...]],
+    repeat: int,
+    device: str = "cpu",
 ) -> list[Row]:
     try:
         import torch  # noqa: F401
     except ImportError:
         return []
-    return [torch_q_sample_row(schedule, shape, repeat) for shape in shapes]
+    rows = [torch_q_sample_row(schedule, shape, repeat, device) for shape in shapes]
+    rows += [torch_posterior_row(schedule, shape, repeat, device) for shape in shapes]
+    return rows
+
+
+def _synchronised(device: str, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """fn followed by a device synchronisation (CUDA), so the kernels are timed."""
+    if device == "cpu":
+        return fn
+    import torch
+
+    def timed() -> Any:
+        result = fn()
+        torch.cuda.synchronize()
+        return result
+
+    return timed
 
 
 def torch_q_sample_row(
-    schedule: diffcore.Schedule, shape: tuple[int, ...], repeat: int
+    schedule: diffcore.Schedule,
+    shape: tuple[int, ...],
+    repeat: int,
+    device: str = "cpu",
 ) -> Row:
     import torch
 
     gen = torch.Generator().manual_seed(0)
-    x_0 = torch.randn(shape, generator=gen)
-    noise = torch.randn(shape, generator=gen)
-    t = torch.randint(0, len(schedule), (shape[0],), generator=gen)
+    x_0 = torch.randn(shape, generator=gen).to(device)
+    noise = torch.randn(shape, generator=gen).to(device)
+    t = torch.randint(0, len(schedule), (shape[0],), generator=gen).to(device)
     out = torch.empty_like(x_0)
     # improved-diffusion keeps writable float64 NumPy tables.
     table_a = schedule.sqrt_alphas_cumprod.copy()
     table_b = schedule.sqrt_one_minus_alphas_cumprod.copy()
 
     def pattern() -> Any:
-        a = torch.from_numpy(table_a)[t].float()
-        b = torch.from_numpy(table_b)[t].float()
+        a = torch.from_numpy(table_a).to(device)[t].float()
+        b = torch.from_numpy(table_b).to(device)[t].float()
         while a.ndim < x_0.ndim:
             a, b = a[..., None], b[..., None]
         return a.expand(x_0.shape) * x_0 + b.expand(x_0.shape) * noise
@@ -156,8 +225,95 @@ def torch_q_sample_row(
     if diffusers is not None:
         scheduler = diffusers.DDPMScheduler(num_train_timesteps=len(schedule))
         contenders["diffusers add_noise"] = lambda: scheduler.add_noise(x_0, noise, t)
-    row = Row("q_sample torch", shape)
-    row.times = measure(contenders, repeat, calls_per_sample(x_0.numel() * 4))
+    row = Row(f"q_sample torch {device}", shape)
+    timed = {name: _synchronised(device, fn) for name, fn in contenders.items()}
+    row.times = measure(timed, repeat, calls_per_sample(x_0.numel() * 4))
+    row.versus = {
+        "improved-diffusion pattern": "diffcore",
+        "diffusers add_noise": "diffcore",
+    }
+    return row
+
+
+def torch_posterior_row(
+    schedule: diffcore.Schedule,
+    shape: tuple[int, ...],
+    repeat: int,
+    device: str = "cpu",
+) -> Row:
+    import torch
+
+    gen = torch.Generator().manual_seed(1)
+    x_0, x_t, noise = (torch.randn(shape, generator=gen).to(device) for _ in range(3))
+    t = torch.randint(1, len(schedule), (shape[0],), generator=gen).to(device)
+    out = torch.empty_like(x_0)
+    tables = [
+        torch.from_numpy(table.copy()).to(device)
+        for table in (
+            schedule.posterior_mean_coef_x0,
+            schedule.posterior_mean_coef_xt,
+            np.sqrt(schedule.posterior_variance),
+        )
+    ]
+    lead = (-1,) + (1,) * (x_0.ndim - 1)
+
+    def pattern() -> Any:
+        c0, ct, sd = (table[t].float().reshape(lead) for table in tables)
+        return c0 * x_0 + ct * x_t + sd * noise
+
+    contenders: dict[str, Callable[[], Any]] = {
+        "copy": lambda: out.copy_(x_0),
+        "diffcore": lambda: diffcore.q_posterior_sample(schedule, x_0, x_t, t, noise),
+        "improved-diffusion pattern": pattern,
+    }
+    if _accepts_out(diffcore.q_posterior_sample):
+        contenders["diffcore out="] = lambda: diffcore.q_posterior_sample(
+            schedule, x_0, x_t, t, noise, out=out
+        )
+    row = Row(f"q_posterior_sample torch {device}", shape)
+    timed = {name: _synchronised(device, fn) for name, fn in contenders.items()}
+    row.times = measure(timed, repeat, calls_per_sample(x_0.numel() * 4))
+    row.versus = {"improved-diffusion pattern": "diffcore"}
+    return row
+
+
+def cupy_rows(
+    schedule: diffcore.Schedule, shapes: list[tuple[int, ...]], repeat: int
+) -> list[Row]:
+    """q_sample on CuPy arrays against CuPy's copy (GPU table only)."""
+    try:
+        import cupy
+    except ImportError:
+        return []
+    return [_cupy_row(cupy, schedule, shape, repeat) for shape in shapes]
+
+
+def _cupy_row(
+    cupy: Any, schedule: diffcore.Schedule, shape: tuple[int, ...], repeat: int
+) -> Row:
+    rng = cupy.random.default_rng(0)
+    x_0 = rng.standard_normal(shape, dtype=cupy.float32)
+    noise = rng.standard_normal(shape, dtype=cupy.float32)
+    t = cupy.asarray(np.random.default_rng(0).integers(0, len(schedule), shape[0]))
+    out = cupy.empty_like(x_0)
+
+    def synced(fn: Callable[[], Any]) -> Callable[[], Any]:
+        def timed() -> Any:
+            result = fn()
+            cupy.cuda.Device().synchronize()
+            return result
+
+        return timed
+
+    contenders = {
+        "copy": synced(lambda: cupy.copyto(out, x_0)),
+        "diffcore": synced(lambda: diffcore.q_sample(schedule, x_0, t, noise)),
+        "diffcore out=": synced(
+            lambda: diffcore.q_sample(schedule, x_0, t, noise, out=out)
+        ),
+    }
+    row = Row("q_sample cupy", shape)
+    row.times = measure(contenders, repeat, calls_per_sample(x_0.nbytes))
     return row
 
 
@@ -188,7 +344,9 @@ def step_row(shape: tuple[int, ...], repeat: int) -> Row:
     )
     sd = float(np.sqrt(schedule.posterior_variance[t]))
 
+    out = torch.empty_like(x_t)
     contenders: dict[str, Callable[[], Any]] = {
+        "copy": lambda: out.copy_(x_t),
         "hand loop": lambda: (x_t * scale).add_(noise, alpha=sd),
         "diffcore ddpm_step": lambda: diffcore.ddpm_step(
             schedule, zeros, x_t, t, noise=noise
@@ -206,7 +364,30 @@ def step_row(shape: tuple[int, ...], repeat: int) -> Row:
         contenders["diffusers DDIM step"] = lambda: ddim.step(zeros, 501, x_t)
     row = Row("step torch", shape)
     row.times = measure(contenders, repeat, calls_per_sample(x_t.numel() * 4))
+    row.versus = {
+        "hand loop": "diffcore ddpm_step",
+        "diffusers DDPM step": "diffcore ddpm_step",
+        "diffusers DDIM step": "diffcore ddim_step",
+    }
     return row
+
+
+def gpu_rows(
+    schedule: diffcore.Schedule, shapes: list[tuple[int, ...]], repeat: int
+) -> list[Row]:
+    """CUDA torch and CuPy rows; empty (with a note) when there is no CUDA GPU."""
+    rows: list[Row] = []
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            rows += torch_rows(schedule, shapes, repeat, device="cuda")
+    except ImportError:
+        pass
+    rows += cupy_rows(schedule, shapes, repeat)
+    if not rows:
+        print("no CUDA device: neither CUDA torch nor CuPy is usable", file=sys.stderr)
+    return rows
 
 
 # -- construction and import -------------------------------------------------
@@ -260,10 +441,11 @@ def import_row(repeat: int) -> Row:
 # -- output -------------------------------------------------------------------
 
 
-def _accepts_out() -> bool:
+def _accepts_out(function: Callable[..., Any] | None = None) -> bool:
     import inspect
 
-    return "out" in inspect.signature(diffcore.q_sample).parameters
+    target = diffcore.q_sample if function is None else function
+    return "out" in inspect.signature(target).parameters
 
 
 def _diffusers() -> Any:
@@ -293,6 +475,11 @@ def machine() -> str:
 
 
 def format_rows(rows: list[Row]) -> str:
+    """The table: each time in microseconds and as a multiple of the copy.
+
+    The last column is competitor time / diffcore time (above 1: diffcore is
+    faster), against the diffcore contender named in the row's ``versus``.
+    """
     lines = [
         f"machine: {machine()}",
         f"versions: {versions()}",
@@ -302,17 +489,52 @@ def format_rows(rows: list[Row]) -> str:
     ]
     for row in rows:
         copy = row.times.get("copy")
-        base = row.times.get("diffcore out=", row.times.get("diffcore"))
         for name, seconds in row.times.items():
             unit = f"{seconds / copy:.2f}" if copy else ""
-            versus = ""
-            if base and not name.startswith(("diffcore", "copy")):
-                versus = f"{seconds / row.times.get('diffcore', base):.2f}"
+            base = row.times.get(row.versus.get(name, ""))
+            versus = f"{seconds / base:.2f}" if base else ""
+            shape = "x".join(map(str, row.shape))
             lines.append(
-                f"| {row.case} | {row.shape} | {name} | {seconds * 1e6:.1f} "
+                f"| {row.case} | {shape} | {name} | {seconds * 1e6:.1f} "
                 f"| {unit} | {versus} |"
             )
     return "\n".join(lines)
+
+
+def targets(rows: list[Row]) -> list[str]:
+    """One line per target of issue 7 that this run measured: met or not."""
+    lines = []
+
+    def check(label: str, value: float, limit: float, at_most: bool) -> None:
+        met = value <= limit if at_most else value >= limit
+        bound = "at most" if at_most else "at least"
+        verdict = "met" if met else "NOT met"
+        lines.append(f"- {label}: {value:.2f} ({bound} {limit}): {verdict}")
+
+    for row in rows:
+        t, big = row.times, math.prod(row.shape) * 4 >= 16 * 2**20
+        name = f"{row.case} {'x'.join(map(str, row.shape))}"
+        if row.case.startswith("q_sample") and "copy" in t and "diffcore out=" in t:
+            if big and row.case in ("q_sample torch cpu", "q_sample numpy"):
+                limit = 1.6 if "torch" in row.case else 2.0
+                check(
+                    f"{name}: out= / copy", t["diffcore out="] / t["copy"], limit, True
+                )
+        if "diffusers add_noise" in t:
+            ratio = t["diffusers add_noise"] / t["diffcore"]
+            limit = 3.0 if row.shape == (1, 3, 64, 64) else 2.0
+            check(f"{name}: add_noise / diffcore", ratio, limit, False)
+        if row.case == "step torch" and "diffusers DDPM step" in t:
+            limit = 4.0 if row.shape == (1, 3, 32, 32) else 1.4
+            for kind in ("DDPM", "DDIM"):
+                ratio = t[f"diffusers {kind} step"] / t[f"diffcore {kind.lower()}_step"]
+                check(f"{name}: diffusers {kind} / diffcore", ratio, limit, False)
+        if row.case.startswith("import"):
+            extra = (t["+ diffcore"] - t["numpy + array_api_compat"]) * 1e3
+            check("import diffcore on top of numpy (ms)", extra, 30.0, True)
+            first = t["first q_sample on NumPy"] * 1e3
+            check("first q_sample on NumPy (ms)", first, 50.0, True)
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -324,19 +546,33 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat", type=int, default=None, help="timed repeats per contender"
     )
     parser.add_argument("--markdown", help="also write the table to this file")
+    parser.add_argument(
+        "--gpu",
+        action="store_true",
+        help="CUDA torch and CuPy rows (needs a CUDA GPU) instead of the CPU tables",
+    )
     args = parser.parse_args(argv)
     repeat = args.repeat or (3 if args.quick else 31)
     shapes = QUICK_SHAPES if args.quick else SHAPES
     step_shapes = QUICK_SHAPES if args.quick else STEP_SHAPES
     schedule = diffcore.Schedule.linear(1000)
 
-    rows = [numpy_q_sample_row(schedule, shape, repeat) for shape in shapes]
-    rows += torch_rows(schedule, shapes, repeat)
-    rows += step_rows(step_shapes, repeat)
-    if not args.quick:
-        rows += construction_row(repeat)
-    rows.append(import_row(3 if args.quick else repeat))
+    if args.gpu:
+        rows = gpu_rows(
+            schedule, GPU_QUICK_SHAPES if args.quick else GPU_SHAPES, repeat
+        )
+    else:
+        rows = [numpy_q_sample_row(schedule, shape, repeat) for shape in shapes]
+        rows += [numpy_posterior_row(schedule, shape, repeat) for shape in shapes]
+        rows += torch_rows(schedule, shapes, repeat)
+        rows += step_rows(step_shapes, repeat)
+        if not args.quick:
+            rows += construction_row(repeat)
+        rows.append(import_row(3 if args.quick else repeat))
     table = format_rows(rows)
+    verdicts = targets(rows)
+    if verdicts:
+        table += "\n\ntargets (issue 7), from this run:\n" + "\n".join(verdicts)
     print(table)
     if args.markdown:
         with open(args.markdown, "w") as handle:

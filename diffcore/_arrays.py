@@ -144,7 +144,7 @@ def compute_dtype(xp: Namespace, dtype: Any) -> Any:
 
 def _dtypes(xp: Namespace, dtype: Any) -> tuple[Any, Any]:
     """The compute dtype of samples of ``dtype`` and its NumPy twin (cached)."""
-    key = (xp, dtype)
+    key = (xp.__name__, dtype)
     try:
         return _DTYPES[key]
     except KeyError:
@@ -285,7 +285,7 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
 
 def _isdtype(xp: Namespace, dtype: Any, kind: str) -> bool:
     """``xp.isdtype(dtype, kind)``, cached."""
-    key = (xp, dtype, kind)
+    key = (xp.__name__, dtype, kind)
     found = _DTYPES.get(key)
     if found is None:
         found = (xp.isdtype(dtype, kind), None)

@@ -397,6 +397,13 @@ def _previous(
     if isinstance(t_prev, bool) or isinstance(t_prev, float):
         msg = f"t_prev must be an integer timestep or -1; got {t_prev!r}"
         raise TypeError(msg)
+    if type(t_prev) is int and -1 <= t_prev < size:
+        # The common case of a sampler loop, checked without NumPy.
+        if t.host is not None and bool(np.any(t_prev >= t.host)):
+            msg = f"t_prev must be smaller than t; got t_prev = {t_prev}, t = {t.host}"
+            raise ValueError(msg)
+        steps = timesteps(xp, max(t_prev, 0), size, x, name="t_prev")
+        return steps, np.asarray(t_prev < 0)
     readable = isinstance(t_prev, (int, np.integer, list, tuple, np.ndarray)) or (
         compat.is_array_api_obj(t_prev)
         and (compat.array_namespace(t_prev) is not xp or _readable(xp, t_prev))

@@ -140,8 +140,8 @@ def _blockable(terms: Terms) -> bool:
 
 def _into(terms: Terms, out: torch.Tensor) -> torch.Tensor:
     """out = sum_i c_i x_i, in blocks of rows when out is large and contiguous."""
-    rows = _rows(terms, out)
-    if rows is None or out.numel() <= _BLOCK:
+    rows = None if out.numel() <= _BLOCK else _rows(terms, out)
+    if rows is None:
         _combine(terms, out)
         return out
     coefs, flat = rows
