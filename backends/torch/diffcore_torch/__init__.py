@@ -29,10 +29,6 @@ __all__ = ["TorchBackend"]
 
 Terms = Sequence[tuple[Any, torch.Tensor]]
 
-# Elements per block of a blocked combination: the block of the result stays
-# in a core's L2 cache between the multiply and the fused multiply-add.
-_BLOCK = 1 << 16
-
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     if dtype in (torch.float16, torch.bfloat16):
@@ -97,10 +93,13 @@ class TorchBackend(Backend):
         if out is not None:
             if work != dtype or any(array is out for _, array in rest):
                 return super().linear(xp, terms, dtype, out)
-            return _into(terms, out)
+            _combine(terms, out)
+            return out
 
-        if work == dtype and _blockable(terms):
-            return _into(terms, torch.empty_like(first, dtype=dtype))
+        if work == dtype and _in_place_ok(terms):
+            out = torch.empty_like(first, dtype=dtype)
+            _combine(terms, out)
+            return out
         total = torch.mul(first if first.dtype == work else first.to(work), coef)
         for coef, array in rest:
             if isinstance(coef, float):
@@ -118,70 +117,24 @@ class TorchBackend(Backend):
         return super().table(schedule, name, xp, device, dtype)
 
 
-def _blockable(terms: Terms) -> bool:
-    """Whether a result may be written block by block into a fresh tensor.
+def _in_place_ok(terms: Terms) -> bool:
+    """Whether the result may be built in place in one fresh tensor.
 
-    Only for large contiguous CPU tensors of one dtype outside autograd and
-    outside a compiled region, where ``out=`` kernels are allowed.
+    Only for CPU tensors of one dtype outside autograd and outside a compiled
+    region, where ``out=`` kernels are allowed.  (Blocking for cache does not
+    pay in eager torch here: each op costs microseconds and loses threads;
+    measured in benchmarks/run.py, see docs/benchmarks.md.)
     """
     first = terms[0][1]
-    if first.device.type != "cpu" or first.numel() <= _BLOCK:
-        return False
-    if torch.compiler.is_compiling():
+    if first.device.type != "cpu" or torch.compiler.is_compiling():
         return False
     grad = torch.is_grad_enabled()
     for coef, array in terms:
-        if array.dtype != first.dtype or not array.is_contiguous():
+        if array.dtype != first.dtype:
             return False
         if grad and (array.requires_grad or getattr(coef, "requires_grad", False)):
             return False
     return True
-
-
-def _into(terms: Terms, out: torch.Tensor) -> torch.Tensor:
-    """out = sum_i c_i x_i, in blocks of rows when out is large and contiguous."""
-    rows = None if out.numel() <= _BLOCK else _rows(terms, out)
-    if rows is None:
-        _combine(terms, out)
-        return out
-    coefs, flat = rows
-    views = [array.reshape(flat.shape) for _, array in terms]
-    width = flat.shape[1]
-    if width >= _BLOCK:
-        for r in range(flat.shape[0]):
-            for lo in range(0, width, _BLOCK):
-                block = [
-                    (c if isinstance(c, float) else c[r], v[r, lo : lo + _BLOCK])
-                    for c, v in zip(coefs, views, strict=True)
-                ]
-                _combine(block, flat[r, lo : lo + _BLOCK])
-        return out
-    step = max(1, _BLOCK // width)
-    for lo in range(0, flat.shape[0], step):
-        block = [
-            (c if isinstance(c, float) else c[lo : lo + step], v[lo : lo + step])
-            for c, v in zip(coefs, views, strict=True)
-        ]
-        _combine(block, flat[lo : lo + step])
-    return out
-
-
-def _rows(terms: Terms, out: torch.Tensor) -> tuple[list[Any], torch.Tensor] | None:
-    """Coefficients as (B, 1) columns (or floats) and out as a (B, N) view."""
-    if out.ndim == 0 or not out.is_contiguous():
-        return None
-    batch = out.shape[0]
-    coefs: list[Any] = []
-    for coef, array in terms:
-        if not array.is_contiguous():
-            return None
-        if isinstance(coef, float):
-            coefs.append(coef)
-        elif coef.ndim >= 1 and coef.numel() == batch and coef.shape[0] == batch:
-            coefs.append(coef.reshape(batch, 1))
-        else:
-            return None
-    return coefs, out.view(batch, -1)
 
 
 def _combine(terms: Terms, out: torch.Tensor) -> None:
