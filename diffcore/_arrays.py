@@ -294,7 +294,12 @@ def _isdtype(xp: Namespace, dtype: Any, kind: str) -> bool:
 
 
 def _int64(xp: Namespace, t: Array) -> Array:
-    return t if t.dtype == xp.int64 else xp.astype(t, xp.int64)
+    """t as an index on its device: its own integer dtype serves ``take``.
+
+    (Casting to int64 would warn under JAX's default 32-bit mode; the host
+    copy, where ranges are checked, is always int64.)
+    """
+    return t
 
 
 def _host_steps(

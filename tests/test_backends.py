@@ -501,3 +501,17 @@ def test_jax_retracing_does_not_reuse_a_cached_tracer() -> None:
     vmapped = jax.vmap(lambda x, t, e: diffcore.q_sample(schedule, x, t, e))
     x = jnp.ones((2, 3), jnp.float32)
     assert vmapped(x, jnp.arange(2), x).shape == (2, 3)
+
+
+def test_jax_default_32_bit_mode_gives_no_warning() -> None:
+    pytest.importorskip("jax", reason="jax is not installed")
+    code = (
+        "import jax, jax.numpy as jnp, numpy as np, diffcore\n"
+        "s = diffcore.Schedule.cosine(100)\n"
+        "x = jnp.ones((4, 3))\n"
+        "f = jax.jit(lambda x, t, e: diffcore.q_sample(s, x, t, e))\n"
+        "for t in (jnp.arange(4), np.arange(4)):\n"
+        "    diffcore.q_sample(s, x, t, x)\n"
+        "    f(x, jnp.asarray(t), x)\n"
+    )
+    subprocess.run([sys.executable, "-W", "error", "-c", code], check=True)
