@@ -212,11 +212,13 @@ def _readable(xp: Namespace, t: Array) -> bool:
 
 def _check_range(name: str, values: np.ndarray[Any, Any], size: int) -> None:
     if values.size and (values.min() < 0 or values.max() >= size):
-        msg = (
-            f"{name} must lie in [0, {size}); got values from {values.min()} "
-            f"to {values.max()} (negative timesteps never wrap around)"
-        )
-        raise ValueError(msg)
+        raise ValueError(_range_message(name, size, values.min(), values.max()))
+
+
+def _range_message(name: str, size: int, low: Any, high: Any) -> str:
+    got = f"got {low}" if low == high else f"got values from {low} to {high}"
+    note = " (negative timesteps never wrap around)" if low < 0 else ""
+    return f"{name} must lie in [0, {size}); {got}{note}"
 
 
 def _check_shape(name: str, ndim: int, shape: tuple[int, ...], x: Array) -> None:
@@ -239,11 +241,7 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
     if isinstance(t, (int, np.integer)):
         value = operator.index(t)
         if not 0 <= value < size:
-            msg = (
-                f"{name} must lie in [0, {size}); got values from {value} to "
-                f"{value} (negative timesteps never wrap around)"
-            )
-            raise ValueError(msg)
+            raise ValueError(_range_message(name, size, value, value))
         return Steps(np.asarray(value, dtype=np.int64), value, None, 0)
     if isinstance(t, float):
         msg = f"{name} must be an integer timestep; got the float {t!r}"

@@ -46,10 +46,11 @@ def x_0_from_eps(schedule: Schedule, x_t: Array, t: Any, eps: Array) -> Array:
     """
     schedule, xp, steps = _setup(schedule, t, "x_t", x_t, eps=eps)
     if steps.host is not None and np.any(schedule.alphas_cumprod[steps.host] == 0.0):
+        bad = np.unique(steps.host[schedule.alphas_cumprod[steps.host] == 0.0])
         msg = (
-            f"x_0 cannot be recovered from eps where alphas_cumprod is 0; got t = "
-            f"{steps.host} with alphas_cumprod[t] = 0 (zero terminal SNR); "
-            "use v-prediction and x_0_from_v"
+            "x_0 cannot be recovered from eps where alphas_cumprod is 0 (zero "
+            f"terminal SNR); got t = {', '.join(map(str, bad))} there; use "
+            "v-prediction and x_0_from_v"
         )
         raise ValueError(msg)
     a = gather(schedule, "sqrt_recip_alphas_cumprod", steps, xp, x_t)

@@ -61,4 +61,15 @@ def standard_normal_like(x: Array, generator: Any = None, *, key: Any = None) ->
             )
             raise TypeError(msg)
         generator = key
+    _check_seed("key" if key is not None else "generator", generator)
     return backend_for(x).standard_normal(x, generator)
+
+
+def _check_seed(name: str, seed: Any) -> None:
+    """An int seed must be a non-negative 63-bit integer on every backend."""
+    if isinstance(seed, bool):
+        msg = f"{name} must be a seed, a generator or None; got the bool {seed}"
+        raise TypeError(msg)
+    if isinstance(seed, int) and not 0 <= seed < 2**63:
+        msg = f"{name} as an int seed must lie in [0, 2**63); got {seed}"
+        raise ValueError(msg)

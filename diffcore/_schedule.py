@@ -110,15 +110,43 @@ def _check_betas(betas: Float64Array, name: str = "betas") -> None:
         i = int(bad[0])
         msg = (
             f"{name} must lie in (0, 1] with no NaN; got "
-            f"{name}[{i}] = {float(betas[i])!r} ({bad.size} bad entries)"
+            f"{name}[{i}] = {float(betas[i])!r} ({_entries(bad.size)} outside)"
         )
         raise ValueError(msg)
 
 
+def _entries(count: int) -> str:
+    return f"{count} entry" if count == 1 else f"{count} entries"
+
+
+def _check_unit(name: str, value: Any, *, zero_ok: bool = False) -> float:
+    """A real number in (0, 1] (or [0, 1]); returned as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+        msg = f"{name} must be a real number; got {type(value).__name__} {value!r}"
+        raise TypeError(msg)
+    low_ok = value >= 0.0 if zero_ok else value > 0.0
+    if not (low_ok and value <= 1.0):
+        interval = "[0, 1]" if zero_ok else "(0, 1]"
+        msg = f"{name} must lie in {interval}; got {value!r}"
+        raise ValueError(msg)
+    return float(value)
+
+
 def _readonly(array: Float64Array) -> Float64Array:
-    array = np.ascontiguousarray(array, dtype=np.float64)
-    array.flags.writeable = False
-    return array
+    """A read-only float64 copy that owns its data (what the internals use)."""
+    owned = np.array(array, dtype=np.float64, order="C", copy=True)
+    owned.flags.writeable = False
+    return owned
+
+
+def _public(owned: NDArray[Any]) -> NDArray[Any]:
+    """A view of a read-only array: its WRITEABLE flag cannot be turned on again.
+
+    The owning arrays stay private (torch.compile traces those; it refuses
+    NumPy views), so no caller can unlock a table the functions read.
+    """
+    view: NDArray[Any] = owned[...]
+    return view
 
 
 class Schedule:
@@ -179,6 +207,7 @@ class Schedule:
         "_one_minus_alphas_cumprod",
         "_log_alphas_cumprod_lo",
         "_extra",
+        "_steps",
         "log_variance_floor",
         "timestep_map",
         *_TABLES,
@@ -204,6 +233,7 @@ class Schedule:
     _one_minus_alphas_cumprod: Float64Array
     _log_alphas_cumprod_lo: Float64Array
     _extra: dict[str, Float64Array]
+    _steps: int
     _first_log_variance: str
     _cache: OrderedDict[Any, Any]
     _lock: threading.Lock
@@ -241,8 +271,9 @@ class Schedule:
         T = betas.shape[0]
         if timestep_map is None:
             timestep_map = np.arange(T, dtype=np.int64)
-        timestep_map = np.array(timestep_map, dtype=np.int64)
-        timestep_map.flags.writeable = False
+        base_map = np.array(timestep_map, dtype=np.int64)
+        base_map.flags.writeable = False
+        timestep_map = _public(base_map)
 
         set_(self, "_log_alphas_cumprod", log_ab)
         set_(self, "_log_one_minus_alphas_cumprod", log_1m)
@@ -255,13 +286,19 @@ class Schedule:
         set_(self, "_first_log_variance", first_log_variance)
         set_(self, "log_variance_floor", float(log_variance_floor))
         set_(self, "timestep_map", timestep_map)
+        set_(self, "_steps", int(T))
         set_(self, "_cache", OrderedDict())
         set_(self, "_lock", threading.Lock())
+        owned: dict[str, Float64Array] = {
+            "log_alphas_cumprod": log_ab,
+            "log_one_minus_alphas_cumprod": log_1m,
+        }
+        set_(self, "_extra", owned)
         for name, table in self._tables(betas).items():
-            set_(self, name, _readonly(table))
+            owned[name] = _readonly(table)
+            set_(self, name, _public(owned[name]))
         with np.errstate(divide="ignore", over="ignore"):
-            extra = {name: _readonly(make(self)) for name, make in _EXTRA.items()}
-        set_(self, "_extra", extra)
+            owned.update({name: _readonly(make(self)) for name, make in _EXTRA.items()})
         return self
 
     def _tables(self, betas: Float64Array) -> dict[str, Float64Array]:
@@ -424,6 +461,12 @@ class Schedule:
         >>> bool(s.alphas_cumprod[-1] < 1e-30)
         True
         """
+        if not callable(log_snr):
+            msg = (
+                "log_snr must be a callable mapping u in (0, 1] to log-SNR "
+                f"values; got {type(log_snr).__name__} {log_snr!r}"
+            )
+            raise TypeError(msg)
         T = _check_steps(T)
         u = np.arange(1, T + 1, dtype=np.float64) / T
         with np.errstate(divide="ignore", over="ignore"):
@@ -473,6 +516,8 @@ class Schedule:
         0.02
         """
         T = _check_steps(T)
+        beta_start = _check_unit("beta_start", beta_start)
+        beta_end = _check_unit("beta_end", beta_end)
         scale = 1000.0 / T if scale_by_T else 1.0
         return cls.from_betas(np.linspace(scale * beta_start, scale * beta_end, T))
 
@@ -493,6 +538,8 @@ class Schedule:
         Diffusion Models (their configuration calls this schedule "linear").
         """
         T = _check_steps(T)
+        beta_start = _check_unit("beta_start", beta_start)
+        beta_end = _check_unit("beta_end", beta_end)
         roots = np.linspace(math.sqrt(beta_start), math.sqrt(beta_end), T)
         return cls.from_betas(roots**2)
 
@@ -556,6 +603,8 @@ class Schedule:
         Xu et al. (2022), GeoDiff.
         """
         T = _check_steps(T)
+        beta_start = _check_unit("beta_start", beta_start)
+        beta_end = _check_unit("beta_end", beta_end)
         z = np.linspace(low, high, T)
         return cls.from_betas(beta_start + (beta_end - beta_start) / (1.0 + np.exp(-z)))
 
@@ -648,6 +697,9 @@ class Schedule:
         >>> len(s), int(s.timestep_map[1])
         (50, 20)
         """
+        if indices is None or isinstance(indices, (str, bytes)):
+            msg = f"indices must be a 1-d array of ints; got {indices!r}"
+            raise TypeError(msg)
         kept = np.asarray(indices)
         if kept.ndim != 1 or kept.size < 1:
             msg = f"indices must be a non-empty 1-d array; got shape {kept.shape}"
@@ -725,7 +777,7 @@ class Schedule:
     # -- container behaviour -------------------------------------------------
 
     def __len__(self) -> int:
-        return int(self.betas.shape[0])
+        return self._steps
 
     def __setattr__(self, name: str, value: object) -> None:
         msg = f"Schedule is immutable; cannot set {name!r}"
@@ -759,12 +811,12 @@ class Schedule:
     @property
     def log_one_minus_alphas_cumprod(self) -> Float64Array:
         """log(1 - alpha_bar_t), accurate where alpha_bar_t is close to 1."""
-        return self._log_one_minus_alphas_cumprod
+        return _public(self._log_one_minus_alphas_cumprod)
 
     @property
     def log_alphas_cumprod(self) -> Float64Array:
         """log(alpha_bar_t); -inf where alpha_bar_t is 0."""
-        return self._log_alphas_cumprod
+        return _public(self._log_alphas_cumprod)
 
     def _log_ratio(self, s: NDArray[np.int64], t: NDArray[np.int64]) -> Float64Array:
         """log(alpha_bar_t / alpha_bar_s) in float64 from the double-double sums."""
@@ -774,10 +826,7 @@ class Schedule:
         return ratio
 
     def _table(self, name: str) -> Float64Array:
-        """A public table, or a private derived one computed once and kept."""
-        if name in _TABLES or name in _PROPERTIES:
-            table: Float64Array = getattr(self, name)
-            return table
+        """The private, owning copy of a table (public or derived), built once."""
         return self._extra[name]
 
     def _host_table(self, name: str, dtype: Any) -> NDArray[Any]:
@@ -809,8 +858,6 @@ class Schedule:
                 self._cache.popitem(last=False)
         return table
 
-
-_PROPERTIES = ("log_one_minus_alphas_cumprod", "log_alphas_cumprod")
 
 _EXTRA: dict[str, Callable[[Schedule], Float64Array]] = {
     "one_minus_alphas_cumprod": lambda s: s._one_minus_alphas_cumprod,

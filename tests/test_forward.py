@@ -204,8 +204,8 @@ def test_meta_tensors_pass_through_without_reading_values() -> None:
 @pytest.mark.parametrize(
     ("t", "error", "match"),
     [
-        (1000, ValueError, r"t must lie in \[0, 1000\); got values from 1000 to 1000"),
-        (-1, ValueError, r"got values from -1 to -1 \(negative timesteps never wrap"),
+        (1000, ValueError, r"t must lie in \[0, 1000\); got 1000$"),
+        (-1, ValueError, r"got -1 \(negative timesteps never wrap"),
         ([-1, 3], ValueError, "got values from -1 to 3"),
         (2.0, TypeError, "t must be an integer timestep; got the float 2.0"),
         (True, TypeError, "bool"),
@@ -284,3 +284,38 @@ def test_c20_timesteps_never_pass_through_a_float() -> None:
         expected = SCHEDULE.sqrt_alphas_cumprod[[750, 999]]
         expected += SCHEDULE.sqrt_one_minus_alphas_cumprod[[750, 999]]
         np.testing.assert_allclose(to_numpy(out)[:, 0], expected, rtol=1e-2)
+
+
+def test_range_messages_are_exact() -> None:
+    x = np.ones(2)
+    with pytest.raises(ValueError) as scalar:
+        diffcore.q_sample(SCHEDULE, x, 1000, x)
+    assert str(scalar.value) == "t must lie in [0, 1000); got 1000"
+    with pytest.raises(ValueError) as mixed:
+        diffcore.q_sample(SCHEDULE, x, [-2, 5], x)
+    assert str(mixed.value) == (
+        "t must lie in [0, 1000); got values from -2 to 5 "
+        "(negative timesteps never wrap around)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("seed", "error", "match"),
+    [
+        (
+            -1,
+            ValueError,
+            r"generator as an int seed must lie in \[0, 2\*\*63\); got -1",
+        ),
+        (2**70, ValueError, "got 1180591620717411303424"),
+        (
+            True,
+            TypeError,
+            "generator must be a seed, a generator or None; got the bool",
+        ),
+    ],
+)
+def test_bad_int_seeds(xp: Any, seed: Any, error: type, match: str) -> None:
+    x = xp.ones((2, 3), dtype=xp.float32)
+    with pytest.raises(error, match=match):
+        diffcore.q_sample(SCHEDULE, x, 1, generator=seed)

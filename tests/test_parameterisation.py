@@ -126,3 +126,9 @@ def test_bad_conversion_input() -> None:
         diffcore.sigmas_from_alphas_cumprod(np.array([0, 1]))
     with pytest.raises(ValueError, match="eps must have the shape of x_t"):
         diffcore.x_0_from_eps(SCHEDULE, np.ones(3), 1, np.ones(2))
+
+
+def test_c10_error_names_only_the_zero_snr_steps() -> None:
+    s = Schedule.scaled_linear(1000).rescale_zero_terminal_snr()
+    with pytest.raises(ValueError, match=r"got t = 999 there"):
+        diffcore.x_0_from_eps(s, np.ones(4), np.array([0, 1, 999, 999]), np.ones(4))

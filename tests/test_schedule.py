@@ -377,3 +377,33 @@ def test_tables_survive_alpha_bar_underflow() -> None:
     expected = 0.5 * 0.5 ** (1075 / 2) / (1 - 0.5**1076)
     assert s.posterior_mean_coef_x0[-1] == pytest.approx(expected, rel=1e-12)
     assert s.sqrt_alphas_cumprod[-1] == pytest.approx(0.5 ** (1076 / 2), rel=1e-12)
+
+
+def test_tables_cannot_be_made_writeable_again() -> None:
+    s = Schedule.linear(10)
+    for table in (s.sqrt_alphas_cumprod, s.betas, s.timestep_map):
+        with pytest.raises(ValueError, match="WRITEABLE"):
+            table.flags.writeable = True
+    r = s.respace([0, 5])
+    with pytest.raises(ValueError, match="WRITEABLE"):
+        r.timestep_map.flags.writeable = True
+
+
+@pytest.mark.parametrize("name", ["linear", "scaled_linear", "sigmoid_betas"])
+def test_bad_beta_endpoints(name: str) -> None:
+    build = getattr(Schedule, name)
+    with pytest.raises(TypeError, match="beta_start must be a real number; got str"):
+        build(10, beta_start="a")
+    with pytest.raises(ValueError, match=r"beta_end must lie in \(0, 1\]; got -1"):
+        build(10, beta_end=-1)
+    with pytest.raises(ValueError, match=r"beta_start must lie in \(0, 1\]; got nan"):
+        build(10, beta_start=float("nan"))
+
+
+def test_bad_log_snr_and_respace_types() -> None:
+    with pytest.raises(TypeError, match=r"log_snr must be a callable.*got float 3.0"):
+        Schedule.from_log_snr(3.0, 10)  # type: ignore[arg-type]
+    with pytest.raises(
+        TypeError, match="indices must be a 1-d array of ints; got None"
+    ):
+        Schedule.linear(10).respace(None)  # type: ignore[arg-type]
