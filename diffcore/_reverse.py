@@ -9,6 +9,7 @@ is one of the four choices of Ho et al. (2020) and Nichol and Dhariwal (2021).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -24,6 +25,7 @@ from ._arrays import (
     finish,
     from_host,
     gather,
+    namespace,
     upcast,
 )
 from ._backends import backend_for
@@ -57,7 +59,21 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise ValueError(msg)
 
 
-def _check_processing(clip_denoised: Any, dynamic_threshold: Any) -> None:
+class _Percentile(float):
+    """A dynamic_threshold already checked, and warned about, by a public call.
+
+    Public functions that call one another pass it on, so that one call by the
+    user gives at most one warning.
+    """
+
+
+def _check_processing(clip_denoised: Any, dynamic_threshold: Any) -> float | None:
+    """Check the x_0 processing options; return dynamic_threshold, marked checked.
+
+    A percentile p <= 1 is valid but is most likely a fraction (diffusers'
+    ``dynamic_thresholding_ratio`` is 0.995), so it warns, pointing at the
+    caller of the public function that called this one.
+    """
     if clip_denoised is not None and dynamic_threshold is not None:
         msg = (
             "pass clip_denoised or dynamic_threshold, not both; got "
@@ -74,14 +90,25 @@ def _check_processing(clip_denoised: Any, dynamic_threshold: Any) -> None:
         if not pair[0] < pair[1]:
             msg = f"clip_denoised must have lo < hi; got {clip_denoised!r}"
             raise ValueError(msg)
-    if dynamic_threshold is not None:
-        p = dynamic_threshold
-        if isinstance(p, bool) or not isinstance(p, (int, float)):
-            msg = f"dynamic_threshold must be None or a percentile; got {p!r}"
-            raise TypeError(msg)
-        if not 0.0 < p <= 100.0:
-            msg = f"dynamic_threshold must be a percentile in (0, 100]; got {p!r}"
-            raise ValueError(msg)
+    if dynamic_threshold is None or isinstance(dynamic_threshold, _Percentile):
+        return dynamic_threshold
+
+    p = dynamic_threshold
+    if isinstance(p, bool) or not isinstance(p, (int, float)):
+        msg = f"dynamic_threshold must be None or a percentile; got {p!r}"
+        raise TypeError(msg)
+    if not 0.0 < p <= 100.0:
+        msg = f"dynamic_threshold must be a percentile in (0, 100]; got {p!r}"
+        raise ValueError(msg)
+    if p <= 1.0:
+        msg = (
+            f"dynamic_threshold is a percentile in (0, 100]; got {p!r}, the "
+            f"{p!r}th percentile, which clips x_0_hat to [-1, 1] for almost any "
+            f"model output. For the fraction {p!r} (diffusers' "
+            f"dynamic_thresholding_ratio) pass dynamic_threshold={100.0 * p:g}"
+        )
+        warnings.warn(msg, UserWarning, stacklevel=3)
+    return _Percentile(p)
 
 
 def _check_finite(xp: Namespace, name: str, x: Array) -> None:
@@ -94,7 +121,10 @@ def _check_finite(xp: Namespace, name: str, x: Array) -> None:
     if not _readable(xp, x) or math.isfinite(float(xp.sum(x))):
         return
     if not bool(xp.all(xp.isfinite(x))):
-        msg = f"{name} must be finite; got NaN or inf in an array of shape {x.shape}"
+        msg = (
+            f"{name} must be finite; got NaN or inf in an array of shape "
+            f"{tuple(x.shape)}"
+        )
         raise ValueError(msg)
 
 
@@ -112,12 +142,19 @@ def split_output(
         return model_output, None
 
     shape, want = tuple(model_output.shape), tuple(x_t.shape)
-    if x_t.ndim < 2 or shape != (want[0], 2 * want[1], *want[2:]):
-        doubled = (want[0], 2 * want[1], *want[2:]) if x_t.ndim >= 2 else "none"
+    if x_t.ndim < 2:
+        msg = (
+            f"x_t must have rank >= 2 for variance_type={variance_type!r}, whose "
+            "model_output doubles x_t's channels on axis 1; got x_t of shape "
+            f"{want} (and model_output of shape {shape})"
+        )
+        raise ValueError(msg)
+    doubled = (want[0], 2 * want[1], *want[2:])
+    if shape != doubled:
         msg = (
             f"model_output must have shape {doubled} for variance_type="
-            f"{variance_type!r} (x_t's channels twice on axis 1, x_t of rank >= 2); "
-            f"got {shape} for x_t of shape {want}"
+            f"{variance_type!r}: x_t's shape {want} with its channels (axis 1) "
+            f"doubled; got {shape}"
         )
         raise ValueError(msg)
     channels = want[1]
@@ -204,7 +241,7 @@ def predict_x_0_eps(
     [1.00005, 1.00005]
     """
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
-    _check_processing(clip_denoised, dynamic_threshold)
+    dynamic_threshold = _check_processing(clip_denoised, dynamic_threshold)
     if prediction_type == "epsilon":
         x_0_hat = x_0_from_eps(schedule, x_t, t, model_output)
         eps_hat = model_output
@@ -297,9 +334,10 @@ def p_mean_variance(
     predicts v in [-1, 1] and log variance = (v+1)/2 log beta_t + (1-v)/2
     log posterior variance).
 
-    Validation: shapes, dtypes and options always; NaN or inf in the model
-    output where reading it is cheap (NumPy, CPU tensors, array-api-strict),
-    never on an accelerator.
+    Validation: that model_output is an array of x_t's library, shapes,
+    dtypes and options always; NaN or inf in the model output where reading
+    it is cheap (NumPy, CPU tensors, array-api-strict), never on an
+    accelerator, inside a trace or in a lazy graph.
 
     Parameters
     ----------
@@ -315,7 +353,9 @@ def p_mean_variance(
     clip_denoised : (lo, hi), optional
         Clip x_0_hat to [lo, hi] before forming the mean.
     dynamic_threshold : float, optional
-        Percentile in (0, 100] for dynamic thresholding of x_0_hat.
+        Percentile in (0, 100] for dynamic thresholding of x_0_hat (99.5 for
+        diffusers' ``dynamic_thresholding_ratio=0.995``); p <= 1 warns, as it
+        is most likely a fraction.
 
     Returns
     -------
@@ -339,7 +379,8 @@ def p_mean_variance(
     """
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
     check_choice("variance_type", variance_type, VARIANCE_TYPES)
-    _check_processing(clip_denoised, dynamic_threshold)
+    dynamic_threshold = _check_processing(clip_denoised, dynamic_threshold)
+    namespace(x_t=x_t, model_output=model_output)
     schedule, xp, steps = _setup(schedule, t, "x_t", x_t)
     prediction, values = split_output(xp, model_output, x_t, variance_type)
 

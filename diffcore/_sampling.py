@@ -26,6 +26,7 @@ from ._arrays import (
     finish,
     from_host,
     gather,
+    namespace,
     timesteps,
     upcast,
 )
@@ -37,6 +38,7 @@ from ._reverse import (
     VARIANCE_TYPES,
     PredictionType,
     VarianceType,
+    _check_finite,
     _check_processing,
     _fixed_large,
     check_choice,
@@ -307,6 +309,8 @@ def ddpm_step(
     """
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
     check_choice("variance_type", variance_type, VARIANCE_TYPES)
+    dynamic_threshold = _check_processing(clip_denoised, dynamic_threshold)
+    namespace(x_t=x_t, model_output=model_output)
     if variance_type in ("learned", "learned_range"):
         reverse = p_mean_variance(
             schedule,
@@ -326,7 +330,6 @@ def ddpm_step(
         x_prev = backend_for(x_t).linear(xp, terms, x_t.dtype, out)
         return Step(x_prev, reverse.x_0_hat)
 
-    _check_processing(clip_denoised, dynamic_threshold)
     schedule, xp, steps = _setup(schedule, t, "x_t", x_t, noise=noise)
     check_out(xp, "x_t", x_t, out)
     prediction, _ = split_output(xp, model_output, x_t, variance_type)
@@ -591,9 +594,12 @@ def ddim_step(
     if eta > 0.0 and noise is None:
         msg = f"noise is needed when eta > 0; got eta = {eta} and noise = None"
         raise ValueError(msg)
+    dynamic_threshold = _check_processing(clip_denoised, dynamic_threshold)
+    namespace(x_t=x_t, model_output=model_output)
     more = {} if noise is None else {"noise": noise}
     schedule, xp, steps = _setup(schedule, t, "x_t", x_t, **more)
     check_like(xp, "x_t", x_t=x_t, model_output=model_output)
+    _check_finite(xp, "model_output", model_output)
     check_out(xp, "x_t", x_t, out)
     prev, final = _previous(xp, schedule, t_prev, steps, x_t)
 
@@ -650,6 +656,8 @@ def dpmpp_2m_step(
     ----------
     schedule : Schedule
     x_t, x_0_hat : arrays of one shape (B, ...), dtype and device
+        x_0_hat, the model's estimate, must be finite (checked where reading
+        it is cheap, as in :func:`p_mean_variance`).
     t, t_prev : int
         Timesteps with -1 <= t_prev < t < T.
     previous : (array, int), optional
@@ -679,10 +687,28 @@ def dpmpp_2m_step(
         msg = f"t must be an int for dpmpp_2m_step; got {t!r}"
         raise TypeError(msg)
     schedule, xp, _ = _setup(schedule, t, "x_t", x_t, x_0_hat=x_0_hat)
+    _check_finite(xp, "x_0_hat", x_0_hat)
     if isinstance(t_prev, bool) or not isinstance(t_prev, int) or not -1 <= t_prev < t:
         msg = f"t_prev must be an int in [-1, t = {t}); got {t_prev!r}"
         raise ValueError(msg)
+    if previous is not None:
+        namespace(x_t=x_t, previous=previous[0])
+    return _dpmpp_2m(
+        schedule, xp, x_t, x_0_hat, t, t_prev, previous, final_alpha_cumprod
+    )
 
+
+def _dpmpp_2m(
+    schedule: Schedule,
+    xp: Namespace,
+    x_t: Array,
+    x_0_hat: Array,
+    t: int,
+    t_prev: int,
+    previous: tuple[Array, int] | None,
+    final_alpha_cumprod: str,
+) -> Array:
+    """The DPM-Solver++(2M) update of :func:`dpmpp_2m_step`, on checked input."""
     la_final, l1m_final = _final_logs(schedule, final_alpha_cumprod)
     la, l1m = schedule.log_alphas_cumprod, schedule.log_one_minus_alphas_cumprod
     la_p = la_final if t_prev < 0 else float(la[t_prev])
@@ -772,7 +798,10 @@ def sample(
         Possibly respaced; DDPM on a respaced schedule is the short ancestral
         sampler of Nichol and Dhariwal (2021).
     model : callable
-        ``model(x, t) -> model_output`` in ``prediction_type``.
+        ``model(x, t) -> model_output`` in ``prediction_type``.  Each output
+        must be an array of x_T's library (TypeError naming the timestep
+        otherwise) and finite where reading it is cheap (ValueError), as in
+        :func:`p_mean_variance`.
     x_T : array, shape (B, ...)
         The starting noise.
     timesteps : array_like of int, optional
@@ -818,6 +847,7 @@ def sample(
         msg = f"model must be callable as model(x, t); got {type(model).__name__}"
         raise TypeError(msg)
     steps = _check_sampler_timesteps(timesteps, len(schedule), method)
+    dynamic_threshold = _check_processing(clip_denoised, dynamic_threshold)
     _, xp, _ = _setup(schedule, 0, "x_T", x_T)
     draw = _noise_source(generator, len(steps))
     estimates: dict[str, Any] = {
@@ -830,6 +860,7 @@ def sample(
     for i, t in enumerate(steps.tolist()):
         t_prev = int(steps[i + 1]) if i + 1 < len(steps) else -1
         output = model(x, _model_timesteps(xp, schedule, t, x))
+        _check_returned(output, x, t)
         if method == "ddpm":
             x = ddpm_step(
                 schedule,
@@ -854,20 +885,38 @@ def sample(
                 **estimates,
             ).x_prev
         else:
+            check_like(xp, "x_t", x_t=x, model_output=output)
+            _check_finite(xp, "model_output", output)
             x_0_hat, _ = predict_x_0_eps(schedule, output, x, t, **estimates)
-            x_new = dpmpp_2m_step(
-                schedule,
-                x,
-                x_0_hat,
-                t,
-                t_prev,
-                previous=previous,
-                final_alpha_cumprod=final_alpha_cumprod,
+            x_new = _dpmpp_2m(
+                schedule, xp, x, x_0_hat, t, t_prev, previous, final_alpha_cumprod
             )
             x, previous = x_new, (x_0_hat, t)
         if progress is not None:
             progress(i, t, x)
     return x
+
+
+def _check_returned(output: Any, x: Array, t: int) -> None:
+    """Raise a TypeError unless the model returned an array of x's library."""
+    try:
+        namespace(x=x, model_output=output)
+    except TypeError as error:
+        msg = (
+            f"model must return an array of x's library, {_kind(x)}; at "
+            f"timestep t = {t} it returned {_kind(output)}"
+        )
+        raise TypeError(msg) from error
+
+
+def _kind(value: Any) -> str:
+    """A value's type as people write it: None, list, numpy.ndarray."""
+    if value is None:
+        return "None"
+    kind = type(value)
+    if kind.__module__ == "builtins":
+        return kind.__name__
+    return f"{kind.__module__}.{kind.__name__}"
 
 
 def _model_timesteps(xp: Namespace, schedule: Schedule, t: int, x: Array) -> Array:

@@ -206,3 +206,108 @@ def test_unknown_options_raise() -> None:
         diffcore.p_mean_variance(LINEAR, x, x, 5, clip_denoised=1.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"t must lie in \[0, 1000\)"):
         diffcore.p_mean_variance(LINEAR, x, x, 1000)
+
+
+def test_learned_variance_shape_errors_say_what_was_expected() -> None:
+    x_1d, x_2d = np.ones(4, np.float32), np.ones((2, 2))
+    with pytest.raises(ValueError, match=r"x_t must have rank >= 2") as info:
+        diffcore.p_mean_variance(
+            LINEAR, np.ones(8, np.float32), x_1d, 5, variance_type="learned"
+        )
+    assert "none" not in str(info.value)
+    with pytest.raises(ValueError, match=r"must have shape \(2, 4\).*got \(2, 3\)"):
+        diffcore.p_mean_variance(
+            LINEAR, np.ones((2, 3)), x_2d, 5, variance_type="learned_range"
+        )
+
+
+def _reverse_entry(name: str) -> Any:
+    """Call one public entry point that takes a model output, on x_t."""
+    noise = np.zeros((2, 2))
+    calls = {
+        "p_mean_variance": lambda o, x: diffcore.p_mean_variance(LINEAR, o, x, 5),
+        "p_mean_variance_learned": lambda o, x: diffcore.p_mean_variance(
+            LINEAR, o, x, 5, variance_type="learned"
+        ),
+        "ddpm_step": lambda o, x: diffcore.ddpm_step(LINEAR, o, x, 5, noise),
+        "ddpm_step_learned": lambda o, x: diffcore.ddpm_step(
+            LINEAR, o, x, 5, noise, variance_type="learned_range"
+        ),
+        "ddim_step": lambda o, x: diffcore.ddim_step(LINEAR, o, x, 10, 5),
+        "dpmpp_2m_step": lambda o, x: diffcore.dpmpp_2m_step(LINEAR, x, o, 10, 5),
+    }
+    return calls[name]
+
+
+ENTRIES = [
+    "p_mean_variance",
+    "p_mean_variance_learned",
+    "ddpm_step",
+    "ddpm_step_learned",
+    "ddim_step",
+    "dpmpp_2m_step",
+]
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+@pytest.mark.parametrize("output", [[[0.0, 0.0], [0.0, 0.0]], None, (0.0, 0.0)])
+def test_a_model_output_that_is_not_an_array_raises_type_error(
+    entry: str, output: Any
+) -> None:
+    name = "x_0_hat" if entry == "dpmpp_2m_step" else "model_output"
+    with pytest.raises(TypeError, match=f"{name} must be an array"):
+        _reverse_entry(entry)(output, np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_a_model_output_from_another_library_names_both_libraries(
+    entry: str,
+) -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    x = torch.zeros((2, 2), dtype=torch.float64)
+    output = np.zeros((2, 4) if "learned" in entry else (2, 2))
+    with pytest.raises(TypeError, match="arrays must come from one library") as info:
+        _reverse_entry(entry)(output, x)
+    assert "torch.Tensor" in str(info.value) and "numpy.ndarray" in str(info.value)
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_inf_model_output_raises_at_every_entry_point(
+    entry: str, bad: float
+) -> None:
+    output = np.zeros((2, 4) if "learned" in entry else (2, 2))
+    output[1, 0] = bad
+    with pytest.raises(ValueError, match="must be finite"):
+        _reverse_entry(entry)(output, np.ones((2, 2)))
+
+
+def test_nan_model_output_in_a_lazy_graph_is_not_read() -> None:
+    """Dask output stays lazy: the finiteness check never computes it."""
+    da = pytest.importorskip("dask.array", reason="dask is not installed")
+    x = da.ones((2, 2), chunks=1)
+    step = diffcore.ddim_step(LINEAR, x * np.nan, x, 10, 5)
+    assert np.isnan(to_numpy(step.x_prev)).all()
+
+
+@pytest.mark.parametrize("p", [0.995, 1.0, 0.5])
+def test_dynamic_threshold_as_a_fraction_warns_once_at_the_caller(p: float) -> None:
+    x = np.linspace(-3.0, 3.0, 8).reshape(2, 4)
+    calls = [
+        lambda: diffcore.p_mean_variance(LINEAR, x, x, 5, dynamic_threshold=p),
+        lambda: diffcore.predict_x_0_eps(LINEAR, x, x, 5, dynamic_threshold=p),
+        lambda: diffcore.ddpm_step(LINEAR, x, x, 5, x, dynamic_threshold=p),
+        lambda: diffcore.ddim_step(LINEAR, x, x, 10, 5, dynamic_threshold=p),
+    ]
+    for call in calls:
+        with pytest.warns(UserWarning, match=r"percentile in \(0, 100\]") as record:
+            call()
+        assert len(record) == 1
+        assert record[0].filename == __file__
+        assert f"dynamic_threshold={100 * p:g}" in str(record[0].message)
+
+
+def test_dynamic_threshold_above_one_does_not_warn() -> None:
+    x = np.linspace(-3.0, 3.0, 8).reshape(2, 4)
+    for p in (1.5, 99.5, 100.0):
+        diffcore.p_mean_variance(LINEAR, x, x, 5, dynamic_threshold=p)

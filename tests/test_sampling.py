@@ -483,3 +483,41 @@ def test_bad_sampler_arguments_raise() -> None:
         diffcore.ddim_step(LINEAR, x, x, 10, 5, eta=0.5)
     with pytest.raises(ValueError, match="model_output must have the shape"):
         diffcore.ddim_step(LINEAR, np.ones((2, 3)), x, 10, 5)
+
+
+@pytest.mark.parametrize("method", ["ddpm", "ddim", "dpmpp_2m"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_or_inf_model_output_raises_in_every_sampler(
+    method: Any, bad: float
+) -> None:
+    steps = None if method == "ddpm" else diffcore.timesteps_for(1000, 10)
+    with pytest.raises(ValueError, match="model_output must be finite"):
+        diffcore.sample(LINEAR, lambda x, t: x * bad, np.ones((2, 2)), steps,
+                        method=method)  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["ddpm", "ddim", "dpmpp_2m"])
+@pytest.mark.parametrize(
+    ("returned", "kind"),
+    [(lambda x: [[0.0, 0.0]], "list"), (lambda x: None, "None"),
+     (lambda x: (0.0,), "tuple"), (lambda x: np.zeros((2, 2)), "numpy.ndarray")],
+)  # fmt: skip
+def test_a_model_returning_a_non_array_or_another_library_names_the_timestep(
+    method: Any, returned: Any, kind: str
+) -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    x_T = torch.ones((2, 2), dtype=torch.float64)
+    steps = [999, 998] if method == "ddpm" else [999, 500]
+    with pytest.raises(TypeError, match="model must return an array") as info:
+        diffcore.sample(LINEAR, lambda x, t: returned(x), x_T, steps, method=method)
+    message = str(info.value)
+    assert "torch.Tensor" in message and f"t = 999 it returned {kind}" in message
+
+
+@pytest.mark.parametrize("method", ["ddpm", "ddim", "dpmpp_2m"])
+def test_sample_warns_once_for_a_fractional_dynamic_threshold(method: Any) -> None:
+    steps = [999, 998, 997] if method == "ddpm" else [999, 500, 0]
+    with pytest.warns(UserWarning, match="dynamic_threshold=99.5") as record:
+        diffcore.sample(LINEAR, lambda x, t: 0 * x, np.ones((2, 2)), steps,
+                        method=method, dynamic_threshold=0.995)  # fmt: skip
+    assert len(record) == 1 and record[0].filename == __file__
