@@ -95,6 +95,13 @@ def test_demo_runs_on_torch(tmp_path: Path) -> None:
         (["demo", "--out", "{text}"], "is a file"),
         (["demo", "--out", "{text}/sub"], "cannot create the output folder"),
         (["demo", "--steps", "3"], "--steps"),
+        (["demo", "--steps", "1000001"], "--steps"),
+        (["demo", "--seed", "-1"], "--seed"),
+        (["demo", "--max-side", "4"], "--max-side"),
+        (["demo", "--out", "{text}/sub/deeper"], "cannot create the output folder"),
+        (["schedule", "linear", "--steps", "0"], "--steps"),
+        (["schedule", "linear", "-T", "100000000000"], "--steps"),
+        (["schedule", "linear", "--rows", "-1"], "--rows"),
         (["demo", "--backend", "tensorflow"], "--backend"),
         (["schedule", "no_such_schedule"], "no_such_schedule"),
         (["schedule", "cosine", "--format", "xml"], "xml"),
@@ -102,6 +109,7 @@ def test_demo_runs_on_torch(tmp_path: Path) -> None:
         (["check", "{text}"], "must end in .npy, .csv or .json"),
         (["check", "{fake_npy}"], "not a .npy file"),
         (["check", "{broken_json}"], "cannot read"),
+        (["check", "{deep_json}"], "cannot read"),
         (["nonsense"], "nonsense"),
     ],
 )
@@ -112,10 +120,12 @@ def test_bad_usage_is_one_line_and_exit_2(
         "text": tmp_path / "notes.txt",
         "fake_npy": tmp_path / "fake.npy",
         "broken_json": tmp_path / "broken.json",
+        "deep_json": tmp_path / "deep.json",
     }
     files["text"].write_text("not a photograph\n")
     files["fake_npy"].write_text("not numpy\n")
     files["broken_json"].write_text("[0.1, 0.2,")
+    files["deep_json"].write_text("[" * 100_000 + "]" * 100_000)
     filled = [a.format(**{k: str(v) for k, v in files.items()}) for a in args]
 
     result = run(*filled)
@@ -134,6 +144,34 @@ def test_missing_backend_library_is_a_usage_error(tmp_path: Path) -> None:
     result = run("demo", "--backend", "cupy", "--out", str(tmp_path))
     assert_one_line_error(result)
     assert "needs CuPy" in result.stderr
+
+
+def test_every_integer_option_has_a_range() -> None:
+    # A bare int lets -1 or 10**11 through to NumPy, which fails with a traceback.
+    import click
+
+    unbounded = [
+        f"{name} {option.opts[0]}"
+        for name, command in main.commands.items()
+        for option in command.params
+        if isinstance(option.type, click.types.IntParamType)
+        and not isinstance(option.type, click.IntRange)
+    ]
+    assert unbounded == []
+
+
+def test_demo_refuses_an_unwritable_output_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Root may write anywhere, so the permission is taken away by a stand-in.
+    import os
+
+    monkeypatch.setattr(os, "access", lambda path, mode: not mode & os.W_OK)
+    result = run("demo", "--out", str(tmp_path), *SMALL)
+
+    assert_one_line_error(result)
+    assert "cannot write into the output folder" in result.stderr
+    assert result.stdout == ""
 
 
 @pytest.mark.parametrize("command", [[], ["demo"], ["schedule"], ["check"]])
@@ -164,6 +202,35 @@ def test_schedule_json_writes_infinities_as_strings() -> None:
     assert document["alphas_cumprod"][-1] == 0
 
 
+def test_schedule_help_lists_every_name() -> None:
+    from diffcore._cli._schedules import SCHEDULES
+
+    result = run("schedule", "--help")
+    text = " ".join(result.stdout.split())
+    for name in SCHEDULES:
+        assert name in text
+
+
+@pytest.mark.parametrize(
+    ("where", "needle"),
+    [
+        ("plot.txt", "must end in .png, .pdf or .svg"),
+        ("plot", "must end in .png, .pdf or .svg"),
+        ("no/such/folder/plot.png", "does not exist"),
+        ("notes.txt/plot.png", "is a file, not a folder"),
+    ],
+)
+def test_schedule_plot_path_is_checked_before_any_output(
+    tmp_path: Path, where: str, needle: str
+) -> None:
+    (tmp_path / "notes.txt").write_text("a file\n")
+    result = run("schedule", "linear", "--plot", str(tmp_path / where))
+
+    assert_one_line_error(result)
+    assert needle in result.stderr
+    assert result.stdout == ""
+
+
 def test_schedule_plot(tmp_path: Path) -> None:
     result = run("schedule", "linear", "--plot", str(tmp_path / "linear.png"))
     assert result.exit_code == 0, result.output
@@ -184,6 +251,66 @@ def test_check_accepts_what_schedule_writes(tmp_path: Path, fmt: str) -> None:
     assert result.exit_code == 0, result.output
     assert "values read as betas" in result.stdout
     assert "result: ok" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("a,b\n0.1,0.2\n", "has 2 columns"),
+        ("0.1,0.2\n0.3,0.4\n", "has 2 columns"),
+        ("t,x,y\n0,0.1,0.2\n1,0.2,0.3\n", "has 3 columns"),
+        ("0.1\n0.2,0.3\n", "row 2 has 2 cells; row 1 has 1"),
+        ("t,betas\n0,0.1\n1\n", "row 3 has 1 cell; row 1 has 2"),
+    ],
+)
+def test_check_refuses_a_csv_without_one_column(
+    tmp_path: Path, text: str, needle: str
+) -> None:
+    path = tmp_path / "table.csv"
+    path.write_text(text)
+
+    result = run("check", str(path))
+
+    assert_one_line_error(result)
+    assert f"{path} {needle}" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "first"),
+    [
+        ("t,alphas_cumprod\n0,0.9\n1,0.5\n", "auto", "0.9 at t = 0"),
+        ("t,betas,alphas_cumprod\n0,0.1,0.9\n1,0.2,0.72\n", "auto", "0.9 at t = 0"),
+        ("betas,alphas_cumprod\n0.2,0.5\n0.3,0.25\n", "alphas_cumprod", "0.5 at"),
+    ],
+)
+def test_check_reads_the_named_csv_column(
+    tmp_path: Path, text: str, kind: str, first: str
+) -> None:
+    path = tmp_path / "table.csv"
+    path.write_text(text)
+
+    result = run("check", "--kind", kind, str(path))
+
+    assert result.exit_code == 0, result.output
+    assert f"alphas_cumprod: {first}" in result.stdout
+
+
+def test_check_refuses_booleans_in_json(tmp_path: Path) -> None:
+    path = tmp_path / "betas.json"
+    path.write_text('{"betas": [0.1, true]}')
+    assert_one_line_error(run("check", str(path)))
+
+
+def test_check_report_for_one_value_reads_well(tmp_path: Path) -> None:
+    path = tmp_path / "betas.csv"
+    path.write_text("betas\n0.1\n")
+
+    result = run("check", str(path))
+
+    assert result.exit_code == 0, result.output
+    assert "(1 value read as betas)" in result.stdout
+    assert "alphas_cumprod: 0.9 at t = 0\n" in result.stdout
 
 
 def test_check_reports_snr_and_prior_kl(tmp_path: Path) -> None:

@@ -32,12 +32,25 @@ NPY_MAGIC = b"\x93NUMPY"
 
 
 def _numbers(path: Path, cells: list[Any]) -> Float64Array:
+    # JSON's true and false would pass float() as 1 and 0: refuse them too.
     try:
+        if any(isinstance(cell, bool) for cell in cells):
+            raise TypeError
         values = np.array([float(cell) for cell in cells], dtype=np.float64)
     except (TypeError, ValueError):
         msg = f"{path} must hold numbers only; found {cells[:3]!r}..."
         raise InputError(msg) from None
     return values
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 value``, ``2 values``: a count with its noun."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _preferred(kind: str) -> tuple[str, ...]:
+    # --kind picks among the named fields; auto prefers betas, the primary one.
+    return KINDS if kind == "auto" else (kind, *(k for k in KINDS if k != kind))
 
 
 def _from_npy(path: Path) -> Float64Array:
@@ -55,28 +68,43 @@ def _from_npy(path: Path) -> Float64Array:
     return np.asarray(array, dtype=np.float64)
 
 
-def _from_csv(path: Path) -> tuple[Float64Array, str | None]:
+def _from_csv(path: Path, kind: str) -> tuple[Float64Array, str | None]:
     with path.open(newline="", encoding="utf-8") as handle:
         rows = [row for row in csv.reader(handle) if row]
     header = None
-    if rows and rows[0] and not _is_number(rows[0][0]):
+    if rows and not _is_number(rows[0][0]):
         header, rows = [h.strip() for h in rows[0]], rows[1:]
-
-    kind = next((k for k in KINDS if header and k in header), None)
     if header is None and len(rows) == 1:
         return _numbers(path, rows[0]), None  # one row of values
-    column = header.index(kind) if header and kind else 0
-    return _numbers(path, [row[column] for row in rows]), kind
+
+    width = len(header) if header is not None else len(rows[0]) if rows else 1
+    for number, row in enumerate(rows, start=1 if header is None else 2):
+        if len(row) != width:
+            msg = f"{path} row {number} has {plural(len(row), 'cell')}; "
+            msg += f"row 1 has {width}"
+            raise InputError(msg)
+
+    if width == 1:
+        named = header[0] if header and header[0] in KINDS else None
+        return _numbers(path, [row[0] for row in rows]), named
+
+    named = next((k for k in _preferred(kind) if header and k in header), None)
+    if header is None or named is None:
+        msg = f"{path} has {width} columns; give it one column, or a header "
+        msg += "naming a betas or alphas_cumprod column"
+        raise InputError(msg)
+    column = header.index(named)
+    return _numbers(path, [row[column] for row in rows]), named
 
 
-def _from_json(path: Path) -> tuple[Float64Array, str | None]:
+def _from_json(path: Path, kind: str) -> tuple[Float64Array, str | None]:
     document = json.loads(path.read_text(encoding="utf-8"))
     if isinstance(document, list):
         return _numbers(path, document), None
     if isinstance(document, dict):
-        for kind in KINDS:
-            if isinstance(document.get(kind), list):
-                return _numbers(path, document[kind]), kind
+        for named in _preferred(kind):
+            if isinstance(document.get(named), list):
+                return _numbers(path, document[named]), named
     msg = f"{path} must hold a list of numbers or an object with a 'betas' or "
     msg += "'alphas_cumprod' list"
     raise InputError(msg)
@@ -90,27 +118,30 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def load(path: Path) -> tuple[Float64Array, str | None]:
-    """The numbers in ``path`` and the kind its field names declare, if any."""
+def load(path: Path, kind: str = "auto") -> tuple[Float64Array, str | None]:
+    """The numbers in ``path`` and the kind its field names declare, if any.
+
+    Where the file names both kinds, ``kind`` picks one (auto: betas).
+    """
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".csv", ".json"):
         msg = f"FILE must end in .npy, .csv or .json; got {path.name!r}"
         raise InputError(msg)
     try:
         if suffix == ".npy":
-            values, kind = _from_npy(path), None
+            values, declared = _from_npy(path), None
         elif suffix == ".csv":
-            values, kind = _from_csv(path)
+            values, declared = _from_csv(path, kind)
         else:
-            values, kind = _from_json(path)
-    except (OSError, ValueError, EOFError, IndexError) as error:
+            values, declared = _from_json(path, kind)
+    except (OSError, ValueError, EOFError, RecursionError) as error:
         msg = f"cannot read {path}: {error}"
         raise InputError(msg) from None
 
     if values.ndim != 1 or values.size == 0:
         msg = f"{path} must hold a non-empty 1-d list; got shape {values.shape}"
         raise InputError(msg)
-    return values, kind
+    return values, declared
 
 
 def _guess_kind(values: Float64Array) -> str:
@@ -180,9 +211,11 @@ def _build(values: Float64Array, kind: str) -> Schedule:
 def _report(schedule: Schedule) -> tuple[list[str], list[str], list[str]]:
     alphas_cumprod = schedule.alphas_cumprod
     T = len(schedule)
+    ends = f"alphas_cumprod: {alphas_cumprod[0]:.6g} at t = 0"
+    if T > 1:
+        ends += f", {alphas_cumprod[-1]:.6g} at t = {T - 1}"
     lines = [
-        f"alphas_cumprod: {alphas_cumprod[0]:.6g} at t = 0, "
-        f"{alphas_cumprod[-1]:.6g} at t = {T - 1}",
+        ends,
         f"terminal SNR: {schedule.snr[-1]:.4g} (log SNR {schedule.log_snr[-1]:.4g})",
         f"prior KL: {prior_kl_bits(schedule):.4g} bits/dim "
         "(KL(q(x_T | x_0) || N(0, I)) for data with E[x_0^2] = 1/3)",
@@ -208,14 +241,19 @@ def check(ctx: click.Context, file: Path, kind: str) -> None:
 
     Reports whether they form a valid schedule, its terminal SNR, its prior
     KL in bits/dim, and each step that float32 (a failure) or float16 (a
-    note) cannot represent well.  Exit code 1 when a check fails.  .npy files
-    are read without pickle; JSON holds a list or an object with a "betas"
-    or "alphas_cumprod" list; CSV holds one column (a header names it).
+    note) cannot represent well.  Exit code 1 when a check fails.
+
+    .npy files are read without pickle.  JSON holds a list, or an object
+    with a "betas" or "alphas_cumprod" list.  CSV holds one column (with or
+    without a header) or one row of numbers; a file with more columns needs
+    a header naming a betas or alphas_cumprod column, which is read and the
+    others ignored, so the CSV of `diffcore schedule` is accepted.  Where
+    both kinds are named, --kind picks one (auto: betas).
     """
-    values, declared = load(file)
+    values, declared = load(file, kind)
     if kind == "auto":
         kind = declared or _guess_kind(values)
-    click.echo(f"file: {file} ({values.size} values read as {kind})")
+    click.echo(f"file: {file} ({plural(values.size, 'value')} read as {kind})")
 
     try:
         schedule = _build(values, kind)

@@ -7,6 +7,7 @@ every backend shows the same picture; only the arithmetic runs there.
 from __future__ import annotations
 
 import importlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from .._schedule import Schedule
 from ._errors import InputError
 from ._figures import plot_schedules, plot_strips
 from ._images import load_image, sample_photo
-from ._schedules import DEMO_SCHEDULES, build
+from ._schedules import DEMO_SCHEDULES, MAX_STEPS, build
 
 Pixels = NDArray[np.float32]
 
@@ -285,7 +286,7 @@ def reverse_table(
 )
 @click.option(
     "--seed",
-    type=int,
+    type=click.IntRange(min=0),
     default=0,
     show_default=True,
     help="Seed of the NumPy generator that draws all noise.",
@@ -293,7 +294,7 @@ def reverse_table(
 @click.option(
     "--steps",
     "-T",
-    type=click.IntRange(min=8),
+    type=click.IntRange(min=8, max=MAX_STEPS),
     default=1000,
     show_default=True,
     help="Number of diffusion steps T.",
@@ -346,6 +347,9 @@ def _make_folder(out: Path) -> None:
     except OSError as error:
         msg = f"cannot create the output folder {out}: {error}"
         raise InputError(msg) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        msg = f"cannot write into the output folder {out}: permission denied"
+        raise InputError(msg)
 
 
 def _wrote(path: Path) -> None:
@@ -418,7 +422,11 @@ def _print_table(
     path: Path, heading: str, table: str, mode: str, announce: bool = True
 ) -> None:
     click.echo(f"\n{heading}\n{table}\n")
-    with path.open(mode, encoding="utf-8") as handle:
-        handle.write(f"{heading}\n{table}\n\n")
+    try:
+        with path.open(mode, encoding="utf-8") as handle:
+            handle.write(f"{heading}\n{table}\n\n")
+    except OSError as error:
+        msg = f"cannot write {path}: {error}"
+        raise InputError(msg) from None
     if announce and mode == "a":
         _wrote(path)

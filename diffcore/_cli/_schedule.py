@@ -6,13 +6,17 @@ import csv
 import io
 import json
 import math
+import os
 from pathlib import Path
 
 import click
 import numpy as np
 
 from ._errors import InputError
-from ._schedules import SCHEDULES, Column, build, columns
+from ._schedules import MAX_STEPS, SCHEDULES, Column, build, columns
+
+# Figure formats that --plot writes, told apart by the file's suffix.
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def _rows(steps: int, rows: int | None) -> list[int]:
@@ -63,6 +67,30 @@ def _as_json(data: dict[str, Column], picked: list[int], name: str) -> str:
     return json.dumps(document, indent=1, allow_nan=False)
 
 
+def _plot_path(
+    ctx: click.Context, param: click.Parameter, path: Path | None
+) -> Path | None:
+    """Refuse a --plot path that cannot be written before any table is printed."""
+    if path is None:
+        return None
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        msg = f"must end in .png, .pdf or .svg; got {path.name!r}"
+        raise click.BadParameter(msg, ctx, param)
+
+    folder = path.parent
+    problem = None
+    if not folder.exists():
+        problem = "does not exist"
+    elif not folder.is_dir():
+        problem = "is a file, not a folder"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = "is not writable"
+    if problem is not None:
+        msg = f"{str(path)!r} cannot be written: {str(folder)!r} {problem}"
+        raise click.BadParameter(msg, ctx, param)
+    return path
+
+
 @click.command(context_settings={"token_normalize_func": lambda s: s.replace("-", "_")})
 @click.argument("name", type=click.Choice(sorted(SCHEDULES)), metavar="NAME")
 @click.option(
@@ -70,7 +98,7 @@ def _as_json(data: dict[str, Column], picked: list[int], name: str) -> str:
     "-T",
     default=1000,
     show_default=True,
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_STEPS),
     help="Number of steps T.",
 )
 @click.option(
@@ -96,6 +124,7 @@ def _as_json(data: dict[str, Column], picked: list[int], name: str) -> str:
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    callback=_plot_path,
     help="Also plot alphas_cumprod, SNR and posterior variance to "
     "this file (.png, .pdf or .svg).",
 )
@@ -108,6 +137,9 @@ def schedule(
     plot: Path | None,
 ) -> None:
     """Print the per-step tables of schedule NAME (hyphens or underscores).
+
+    NAME is one of: linear, scaled_linear, cosine, sigmoid_betas,
+    sigmoid_alphas_cumprod.
 
     Columns: t (0-based), betas, alphas_cumprod, one_minus_alphas_cumprod,
     log_snr and posterior_variance, all from diffcore's float64 tables.

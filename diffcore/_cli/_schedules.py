@@ -20,6 +20,10 @@ SCHEDULES: dict[str, Callable[[int], Schedule]] = {
     "sigmoid_alphas_cumprod": Schedule.sigmoid_alphas_cumprod,
 }
 
+# The most steps any command accepts: tables of 10**6 steps take a few
+# seconds and tens of megabytes; more is a typo, not a schedule.
+MAX_STEPS = 1_000_000
+
 # The three that every tutorial compares; the demo shows these.
 DEMO_SCHEDULES = ("linear", "cosine", "scaled_linear")
 
