@@ -210,9 +210,28 @@ def _readable(xp: Namespace, t: Array) -> bool:
     return backend_for(t).readable(t)
 
 
+def _bounds(values: np.ndarray[Any, Any]) -> tuple[Any, Any]:
+    """The smallest and largest value, (0, 0) when there is none."""
+    if values.size <= 8:
+        # NumPy reductions cost microseconds each on a few values; lists do not.
+        listed = values.ravel().tolist()
+        return (min(listed), max(listed)) if listed else (0, 0)
+    return values.min(), values.max()
+
+
 def _check_range(name: str, values: np.ndarray[Any, Any], size: int) -> None:
-    if values.size and (values.min() < 0 or values.max() >= size):
-        raise ValueError(_range_message(name, size, values.min(), values.max()))
+    low, high = _bounds(values)
+    if low < 0 or high >= size:
+        raise ValueError(_range_message(name, size, low, high))
+
+
+def _single(host: np.ndarray[Any, Any]) -> int | None:
+    """The one timestep of a one-value host array as a Python int, else None.
+
+    One value gathers to Python floats, as an int timestep does: the backend
+    rounds them once, and no coefficient array is built or placed.
+    """
+    return int(host.ravel()[0]) if host.size == 1 else None
 
 
 def _range_message(name: str, size: int, low: Any, high: Any) -> str:
@@ -272,7 +291,11 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
             host = host.astype(np.int64)
         _check_range(name, host, size)
         return Steps(
-            host, None, None, t.ndim, lambda: _to_device_of(xp, _int64(xp, t), x)
+            host,
+            _single(host),
+            None,
+            t.ndim,
+            lambda: _to_device_of(xp, _int64(xp, t), x),
         )
 
     index = _to_device_of(xp, _int64(xp, t), x)
@@ -310,9 +333,12 @@ def _host_steps(
     _check_range(name, host, size)
     host = host.astype(np.int64)
     if xp is np:
-        return Steps(host, host, None, host.ndim)
+        single = _single(host)
+        return Steps(host, host if single is None else single, None, host.ndim)
     device = backend_for(x).device(x)
-    return Steps(host, None, None, host.ndim, lambda: xp.asarray(host, device=device))
+    return Steps(
+        host, _single(host), None, host.ndim, lambda: xp.asarray(host, device=device)
+    )
 
 
 def _to_device_of(xp: Namespace, a: Array, x: Array) -> Array:

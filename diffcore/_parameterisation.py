@@ -12,7 +12,16 @@ from typing import Any
 import array_api_compat as compat
 import numpy as np
 
-from ._arrays import Array, check_floating, finish, gather, namespace, upcast
+from ._arrays import (
+    Array,
+    Namespace,
+    Steps,
+    check_floating,
+    finish,
+    gather,
+    namespace,
+    upcast,
+)
 from ._forward import _setup, affine
 from ._schedule import Schedule
 
@@ -45,6 +54,13 @@ def x_0_from_eps(schedule: Schedule, x_t: Array, t: Any, eps: Array) -> Array:
     Ho et al. (2020), eq. 4 solved for x_0.
     """
     schedule, xp, steps = _setup(schedule, t, "x_t", x_t, eps=eps)
+    return _x_0_from_eps(schedule, xp, steps, x_t, eps)
+
+
+def _x_0_from_eps(
+    schedule: Schedule, xp: Namespace, steps: Steps, x_t: Array, eps: Array
+) -> Array:
+    """x_0_from_eps on arrays and timesteps that a public caller validated."""
     if steps.host is not None and np.any(schedule.alphas_cumprod[steps.host] == 0.0):
         bad = np.unique(steps.host[schedule.alphas_cumprod[steps.host] == 0.0])
         msg = (

@@ -19,6 +19,7 @@ from ._arrays import (
     Array,
     Namespace,
     Steps,
+    _bounds,
     _readable,
     check_like,
     check_out,
@@ -27,11 +28,13 @@ from ._arrays import (
     from_host,
     gather,
     namespace,
+    namespace_of,
     timesteps,
     upcast,
 )
 from ._backends import backend_for
 from ._forward import _setup
+from ._parameterisation import _x_0_from_eps
 from ._random import standard_normal_like
 from ._reverse import (
     PREDICTION_TYPES,
@@ -409,7 +412,7 @@ def _previous(
         return steps, np.asarray(t_prev < 0)
     readable = isinstance(t_prev, (int, np.integer, list, tuple, np.ndarray)) or (
         compat.is_array_api_obj(t_prev)
-        and (compat.array_namespace(t_prev) is not xp or _readable(xp, t_prev))
+        and (namespace_of(t_prev) is not xp or _readable(xp, t_prev))
     )
     if not readable:
         final = t_prev < 0
@@ -421,10 +424,11 @@ def _previous(
     if not np.issubdtype(host.dtype, np.integer):
         msg = f"t_prev must have an integer dtype; got {host.dtype}"
         raise TypeError(msg)
-    if host.size and (host.min() < -1 or host.max() >= size):
+    low, high = _bounds(host)
+    if low < -1 or high >= size:
         msg = (
             f"t_prev must lie in [-1, {size}) (-1 for the data); got values from "
-            f"{host.min()} to {host.max()}"
+            f"{low} to {high}"
         )
         raise ValueError(msg)
     if t.host is not None and np.any(host >= t.host):
@@ -454,6 +458,12 @@ def _ddim_coefficients(
     kept = (1.0 - eta**2) + eta**2 * mod.exp(la_t - la_p + l1m_p - l1m_t)
     direction = mod.sqrt(mod.exp(l1m_p) * kept)
     return mod.exp(0.5 * la_p), direction, mod.sqrt(variance)
+
+
+def _one_or_all(values: Any) -> NDArray[np.float64]:
+    """Host weights as a 0-d array when there is one value, else as they are."""
+    host: NDArray[np.float64] = np.asarray(values, dtype=np.float64)
+    return host.reshape(()) if host.size == 1 else host
 
 
 def _final_logs(schedule: Schedule, final_alpha_cumprod: str) -> tuple[float, float]:
@@ -605,22 +615,29 @@ def ddim_step(
     check_out(xp, "x_t", x_t, out)
     prev, final = _previous(xp, schedule, t_prev, steps, x_t)
 
-    x_0_hat, eps_hat = predict_x_0_eps(
-        schedule,
-        model_output,
-        x_t,
-        t,
-        prediction_type=prediction_type,
-        clip_denoised=clip_denoised,
-        dynamic_threshold=dynamic_threshold,
-    )
+    plain = clip_denoised is None and dynamic_threshold is None
+    if prediction_type == "epsilon" and plain:
+        # Everything was checked above: no second pass through the public edge.
+        x_0_hat = _x_0_from_eps(schedule, xp, steps, x_t, model_output)
+        eps_hat = model_output
+    else:
+        x_0_hat, eps_hat = predict_x_0_eps(
+            schedule,
+            model_output,
+            x_t,
+            t,
+            prediction_type=prediction_type,
+            clip_denoised=clip_denoised,
+            dynamic_threshold=dynamic_threshold,
+        )
     la_t, l1m_t, la_p, l1m_p, mod = _step_logs(
         schedule, xp, steps, prev, final, final_alpha_cumprod, x_t
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         a, b, c = _ddim_coefficients(mod, la_t, l1m_t, la_p, l1m_p, float(eta))
     if mod is np:
-        a, b, c = (from_host(xp, np.asarray(v), x_t) for v in (a, b, c))
+        # One sample's weights go to the backend as Python floats, like int t.
+        a, b, c = (from_host(xp, _one_or_all(v), x_t) for v in (a, b, c))
 
     # Song et al. 2021, eq. 12: x_0_hat, the direction to x_t, and fresh noise
     terms = [(a, x_0_hat), (b, eps_hat)]
