@@ -57,11 +57,18 @@ def x_0_from_eps(schedule: Schedule, x_t: Array, t: Any, eps: Array) -> Array:
     return _x_0_from_eps(schedule, xp, steps, x_t, eps)
 
 
+def _any_zero(table: Any, host: Any) -> bool:
+    """Whether the table is 0 at any of the host timesteps (one without NumPy)."""
+    if host.size == 1:
+        return bool(table[host.item()] == 0.0)
+    return bool(np.any(table[host] == 0.0))
+
+
 def _x_0_from_eps(
     schedule: Schedule, xp: Namespace, steps: Steps, x_t: Array, eps: Array
 ) -> Array:
     """x_0_from_eps on arrays and timesteps that a public caller validated."""
-    if steps.host is not None and np.any(schedule.alphas_cumprod[steps.host] == 0.0):
+    if steps.host is not None and _any_zero(schedule.alphas_cumprod, steps.host):
         bad = np.unique(steps.host[schedule.alphas_cumprod[steps.host] == 0.0])
         msg = (
             "x_0 cannot be recovered from eps where alphas_cumprod is 0 (zero "

@@ -405,7 +405,7 @@ def _previous(
         raise TypeError(msg)
     if type(t_prev) is int and -1 <= t_prev < size:
         # The common case of a sampler loop, checked without NumPy.
-        if t.host is not None and bool(np.any(t_prev >= t.host)):
+        if t.host is not None and t.host.size and t_prev >= _bounds(t.host)[0]:
             msg = f"t_prev must be smaller than t; got t_prev = {t_prev}, t = {t.host}"
             raise ValueError(msg)
         steps = timesteps(xp, max(t_prev, 0), size, x, name="t_prev")
@@ -493,6 +493,17 @@ def _step_logs(
     la, l1m = schedule.log_alphas_cumprod, schedule.log_one_minus_alphas_cumprod
     la_final, l1m_final = _final_logs(schedule, final_alpha_cumprod)
     if t.host is not None and prev.host is not None and isinstance(final, np.ndarray):
+        if t.host.size == prev.host.size == 1:
+            # One timestep pair: Python floats, for math's scalar functions.
+            at_final = bool(final.item())
+            j = prev.host.item()
+            return (
+                float(la[t.host.item()]),
+                float(l1m[t.host.item()]),
+                la_final if at_final else float(la[j]),
+                l1m_final if at_final else float(l1m[j]),
+                math,
+            )
         la_p = np.where(final, la_final, la[prev.host])
         l1m_p = np.where(final, l1m_final, l1m[prev.host])
         return la[t.host], l1m[t.host], la_p, l1m_p, np
@@ -633,8 +644,16 @@ def ddim_step(
     la_t, l1m_t, la_p, l1m_p, mod = _step_logs(
         schedule, xp, steps, prev, final, final_alpha_cumprod, x_t
     )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a, b, c = _ddim_coefficients(mod, la_t, l1m_t, la_p, l1m_p, float(eta))
+    logs = la_t, l1m_t, la_p, l1m_p
+    if mod is math:
+        try:
+            a, b, c = _ddim_coefficients(math, *logs, float(eta))
+        except (OverflowError, ValueError):
+            # math raises where NumPy returns inf or NaN: keep NumPy's answer.
+            mod = np
+    if mod is not math:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a, b, c = _ddim_coefficients(mod, *logs, float(eta))
     if mod is np:
         # One sample's weights go to the backend as Python floats, like int t.
         a, b, c = (from_host(xp, _one_or_all(v), x_t) for v in (a, b, c))
