@@ -24,6 +24,7 @@ from ._forward import (
     draw_noise,
     given,
     spread,
+    spread_tables,
 )
 from ._schedule import Schedule
 
@@ -70,11 +71,8 @@ def q_posterior_mean_variance(
     c0 = gather(schedule, "posterior_mean_coef_x0", steps, xp, x_t)
     ct = gather(schedule, "posterior_mean_coef_xt", steps, xp, x_t)
     mean = affine(xp, c0, x_0, ct, x_t)
-    variance = spread(xp, gather(schedule, "posterior_variance", steps, xp, x_t), x_t)
-    log_variance = spread(
-        xp, gather(schedule, "posterior_log_variance_clipped", steps, xp, x_t), x_t
-    )
-    return mean, variance, log_variance
+    names = ("posterior_variance", "posterior_log_variance_clipped")
+    return mean, *spread_tables(schedule, names, steps, xp, x_t)
 
 
 def q_posterior_sample(
