@@ -240,6 +240,8 @@ def diffusion_loss(
     return finish(xp, weight * error, error.dtype)
 
 
+# TODO(#7): the weight table is rebuilt per call, and for device timesteps copied
+# to the device per call, outside the schedule's device-table cache.
 def _weights_at(xp: Any, table: Float64Array, steps: Any, error: Array) -> Any:
     """The weight table at the timesteps, shaped like the per-sample error."""
     if steps.host is not None:
