@@ -27,6 +27,8 @@ from typing import Any
 import array_api_compat as compat
 import numpy as np
 
+from . import _blocked
+
 Array = Any
 Namespace = Any
 Terms = Sequence[tuple[Any, Array]]
@@ -157,10 +159,10 @@ class Backend:
 class NumPyBackend(Backend):
     """NumPy: ``numpy.random.Generator`` noise and ufuncs writing into ``out``.
 
-    Large linear combinations run in cache-sized blocks (each block of the
-    result is formed while it stays in cache), with the same float32/float64
-    roundings as the plain form.  numexpr was tried as an optional fused kernel
-    and measured slower here (about 7 copies against 3 at 16 MiB on two cores).
+    Large linear combinations run in cache-sized blocks, shared among threads
+    (see ``diffcore._blocked``), with the same float32/float64 roundings as
+    the plain form.  numexpr was tried as an optional fused kernel and
+    measured slower here (about 7 copies against 3 at 16 MiB on two cores).
     """
 
     name = "numpy"
@@ -187,7 +189,7 @@ class NumPyBackend(Backend):
             out = np.empty(arrays[0].shape, dtype=dtype)
         elif any(out is array for array in arrays[1:]):
             return super().linear(xp, terms, dtype, out)
-        return _blocked_linear(terms, out)
+        return _blocked.linear(terms, out)
 
 
 class StrictBackend(Backend):
@@ -296,83 +298,6 @@ def host_normal(
     """Standard normal NumPy draws of ``dtype`` (via float32 below 32 bits)."""
     draw = dtype if dtype in (np.float32, np.float64) else np.float32
     return rng.standard_normal(shape, dtype=draw).astype(dtype, copy=False)
-
-
-# Elements per block: the block of the result and one temporary (2 x 256 KiB
-# in float32) stay in a core's L2 cache between the three ufuncs.
-_BLOCK = 1 << 16
-
-
-# TODO(#7): 2.5 copies at 16 MiB, target 2.0; NumPy has no fused multiply-add.
-def _blocked_linear(terms: Terms, out: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """out = sum_i c_i x_i with NumPy ufuncs, block by block for large arrays.
-
-    Coefficients are Python floats or arrays of shape (B, 1, ..., 1) for
-    arrays of shape (B, ...); anything else takes the whole-array path.
-    """
-    rows = None if out.size <= _BLOCK else _rows(terms, out)
-    if rows is None:
-        _ufunc_linear(terms, out)
-        return out
-
-    arrays = [array for _, array in terms]
-    coefs, flat = rows
-    views = [array.reshape(flat.shape) for array in arrays]
-    width = flat.shape[1]
-    step = max(1, _BLOCK // width)
-    scratch = np.empty(min(_BLOCK, flat.size), dtype=out.dtype)
-    if width >= _BLOCK:
-        for r in range(flat.shape[0]):
-            for lo in range(0, width, _BLOCK):
-                part = slice(lo, lo + _BLOCK)
-                block = [(c[r], v[r, part]) for c, v in zip(coefs, views, strict=True)]
-                _ufunc_linear(block, flat[r, part], scratch)
-        return out
-    for lo in range(0, flat.shape[0], step):
-        part = slice(lo, lo + step)
-        block = [(c[part], v[part]) for c, v in zip(coefs, views, strict=True)]
-        _ufunc_linear(block, flat[part], scratch)
-    return out
-
-
-def _rows(
-    terms: Terms, out: np.ndarray[Any, Any]
-) -> tuple[list[Any], np.ndarray[Any, Any]] | None:
-    """Coefficients as (B, 1) columns (or floats) and out as a (B, N) view."""
-    if out.ndim == 0 or not out.flags.c_contiguous:
-        return None
-    if not all(array.flags.c_contiguous for _, array in terms):
-        return None
-    batch = out.shape[0]
-    coefs: list[Any] = []
-    for coef, _ in terms:
-        if isinstance(coef, float):
-            coefs.append(np.full((batch, 1), coef, dtype=out.dtype))
-        elif coef.dtype != out.dtype:
-            return None
-        elif coef.ndim == 0:
-            coefs.append(np.full((batch, 1), coef, dtype=out.dtype))
-        elif coef.size == batch and coef.shape[0] == batch:
-            coefs.append(coef.reshape(batch, 1))
-        else:
-            return None
-    return coefs, out.reshape(batch, -1)
-
-
-def _ufunc_linear(
-    terms: Terms, out: np.ndarray[Any, Any], scratch: np.ndarray[Any, Any] | None = None
-) -> None:
-    """out = sum_i c_i x_i with one temporary, the first product written in place."""
-    (coef, first), rest = terms[0], terms[1:]
-    np.multiply(first, coef, out=out)
-    if not rest:
-        return
-    if scratch is None:
-        scratch = np.empty(out.size, dtype=out.dtype)
-    tmp = scratch[: out.size].reshape(out.shape)
-    for coef, array in rest:
-        np.multiply(array, coef, out=tmp)
-        np.add(out, tmp, out=out)
 
 
 _BUILTIN: dict[str, type[Backend]] = {
