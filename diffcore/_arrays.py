@@ -212,7 +212,7 @@ def _readable(xp: Namespace, t: Array) -> bool:
 
 def _bounds(values: np.ndarray[Any, Any]) -> tuple[Any, Any]:
     """The smallest and largest value, (0, 0) when there is none."""
-    if values.size <= 8:
+    if values.size <= 64:
         # NumPy reductions cost microseconds each on a few values; lists do not.
         listed = values.ravel().tolist()
         return (min(listed), max(listed)) if listed else (0, 0)
@@ -254,6 +254,9 @@ def _check_shape(name: str, ndim: int, shape: tuple[int, ...], x: Array) -> None
 
 def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> Steps:
     """Validate integer timesteps t for samples x against a table of ``size``."""
+    if xp is not np and _NAMESPACES.get(type(t)) is xp:
+        # The common case first: an array of the samples' own library.
+        return _library_steps(xp, t, size, x, name)
     if isinstance(t, bool) or isinstance(t, np.bool_):
         msg = f"{name} must be an integer timestep; got the bool {t}"
         raise TypeError(msg)
@@ -275,18 +278,21 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
         raise TypeError(msg)
 
     t_xp = namespace_of(t)
-    if not _isdtype(t_xp, t.dtype, "integral"):
-        msg = f"{name} must have an integer dtype; got {t.dtype}"
-        raise TypeError(msg)
-    _check_shape(name, t.ndim, tuple(t.shape), x)
-
     if t_xp is not xp:
+        _check_integral(t_xp, t, name)
+        _check_shape(name, t.ndim, tuple(t.shape), x)
         # A timestep array from another library (say a CPU tensor with NumPy
         # samples) is read on the host and placed like x.
         return _host_steps(xp, np.asarray(t), size, x, name)
+    return _library_steps(xp, t, size, x, name)
 
-    if _readable(t_xp, t):
-        host = np.asarray(t)
+
+def _library_steps(xp: Namespace, t: Array, size: int, x: Array, name: str) -> Steps:
+    """Timesteps given as an array of the samples' own library."""
+    _check_integral(xp, t, name)
+    _check_shape(name, t.ndim, tuple(t.shape), x)
+    host = backend_for(t).host(t)
+    if host is not None:
         if host.dtype != np.int64:
             host = host.astype(np.int64)
         _check_range(name, host, size)
@@ -302,6 +308,12 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
     valid = (index >= 0) & (index < size)
     index = xp.where(valid, index, xp.zeros_like(index))
     return Steps(None, index, valid, t.ndim)
+
+
+def _check_integral(xp: Namespace, t: Array, name: str) -> None:
+    if not _isdtype(xp, t.dtype, "integral"):
+        msg = f"{name} must have an integer dtype; got {t.dtype}"
+        raise TypeError(msg)
 
 
 def _isdtype(xp: Namespace, dtype: Any, kind: str) -> bool:

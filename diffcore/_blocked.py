@@ -154,7 +154,10 @@ def _combine_blocks(
     loop does nothing per block beyond slicing and the ufuncs themselves.
     """
     scratch = _scratch(flat.dtype)
-    (c_0, x_0), rest = (coefs[0], views[0]), list(zip(coefs[1:], views[1:]))
+    (c_0, x_0), rest = (
+        (coefs[0], views[0]),
+        list(zip(coefs[1:], views[1:], strict=True)),
+    )
     for rows, columns in blocks:
         out = flat[rows, columns]
         np.multiply(x_0[rows, columns], c_0[rows], out=out)

@@ -336,15 +336,20 @@ def ddpm_step(
     schedule, xp, steps = _setup(schedule, t, "x_t", x_t, noise=noise)
     check_out(xp, "x_t", x_t, out)
     prediction, _ = split_output(xp, model_output, x_t, variance_type)
-    x_0_hat, _ = predict_x_0_eps(
-        schedule,
-        prediction,
-        x_t,
-        t,
-        prediction_type=prediction_type,
-        clip_denoised=clip_denoised,
-        dynamic_threshold=dynamic_threshold,
-    )
+    plain = clip_denoised is None and dynamic_threshold is None
+    if prediction_type == "epsilon" and plain:
+        # Everything was checked above: no second pass through the public edge.
+        x_0_hat = _x_0_from_eps(schedule, xp, steps, x_t, prediction)
+    else:
+        x_0_hat, _ = predict_x_0_eps(
+            schedule,
+            prediction,
+            x_t,
+            t,
+            prediction_type=prediction_type,
+            clip_denoised=clip_denoised,
+            dynamic_threshold=dynamic_threshold,
+        )
     # Ho et al. 2020, eq. 7 and algorithm 2: posterior mean at x_0_hat plus noise
     terms = [
         (gather(schedule, "posterior_mean_coef_x0", steps, xp, x_t), x_0_hat),

@@ -183,11 +183,11 @@ def test_unreadable_timesteps_poison_with_nan_instead_of_wrapping(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     torch = pytest.importorskip("torch", reason="torch is not installed")
-    from diffcore import _arrays
+    from diffcore import _backends
 
-    # Pretend these CPU tensors live on an accelerator, where reading t would sync.
-    monkeypatch.setattr(_arrays, "_readable", lambda xp, t: False)
     x = torch.ones(3, 2)
+    # Pretend these CPU tensors live on an accelerator, where reading t would sync.
+    monkeypatch.setattr(_backends.backend_for(x), "host", lambda t: None)
     x_t = diffcore.q_sample(SCHEDULE, x, torch.tensor([-1, 5, 1000]), x)
     assert torch.isnan(x_t[0]).all() and torch.isnan(x_t[2]).all()
     assert torch.isfinite(x_t[1]).all()

@@ -83,13 +83,17 @@ def test_general_posterior_on_device_path_matches_host(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     torch = pytest.importorskip("torch", reason="torch is not installed")
-    from diffcore import _arrays
+    from diffcore import _arrays, _backends
 
     x_0 = torch.linspace(-1, 1, 6, dtype=torch.float64).reshape(2, 3)
     x_t = torch.flip(x_0, (0,))
     s, t = torch.tensor([100, 3]), torch.tensor([700, 999])
     host = diffcore.q_posterior_transition_mean_variance(SCHEDULE, x_0, x_t, s, t)
+    # Pretend the tensors live on an accelerator: no timestep is read.
     monkeypatch.setattr(_arrays, "_readable", lambda xp, t: False)
+    monkeypatch.setattr(_backends.backend_for(x_0), "host", lambda t: None)
+    steps = _arrays.timesteps(_arrays.namespace_of(x_0), t, len(SCHEDULE), x_0)
+    assert steps.host is None and steps.valid is not None
     device = diffcore.q_posterior_transition_mean_variance(SCHEDULE, x_0, x_t, s, t)
     for a, b in zip(host, device, strict=True):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-12)

@@ -6,10 +6,10 @@ diffcore loads it the first time a tensor reaches the core.  It supplies
 * noise from ``torch.randn`` with a ``torch.Generator`` (or an int seed) on the
   tensor's device, dtype included (float16 and bfloat16 are drawn directly);
 * the linear combinations of the hot paths as one ``mul`` followed by fused
-  ``add(alpha=)``/``addcmul`` kernels, optionally written into ``out``; they
-  are differentiable and trace under ``torch.compile(fullgraph=True)``; large
-  CPU tensors that need no gradient are combined in cache-sized blocks, so
-  that each block of the result is read back while it is still in cache;
+  in-place ``add_(alpha=)``/``addcmul_`` kernels on its fresh result, or
+  written into ``out``; the allocating form is differentiable and traces
+  under ``torch.compile(fullgraph=True)`` (blocking for cache was measured
+  slower in eager torch: each op costs microseconds; docs/benchmarks.md);
 * coefficients gathered on the host wrapped without a copy (``from_numpy``);
 * table placement that, inside ``torch.compile``, hands the cached device
   table to the graph as a constant instead of tracing the cache's lock.
@@ -96,45 +96,28 @@ class TorchBackend(Backend):
             _combine(terms, out)
             return out
 
-        if work == dtype and _in_place_ok(terms):
-            out = torch.empty_like(first, dtype=dtype)
-            _combine(terms, out)
-            return out
+        # The first product is a fresh tensor, so the sums may update it in
+        # place: no out= kernel, hence differentiable and traceable as well.
         total = torch.mul(first if first.dtype == work else first.to(work), coef)
         for coef, array in rest:
             if isinstance(coef, float):
-                total = torch.add(total, array, alpha=coef)
+                total.add_(array, alpha=coef)
             else:
-                total = torch.addcmul(total, array, coef)
+                total.addcmul_(array, coef)
         return total if total.dtype == dtype else total.to(dtype)
 
     def readable(self, x: torch.Tensor) -> bool:
         return x.device.type == "cpu" and not torch.compiler.is_compiling()
 
+    def host(self, x: torch.Tensor) -> np.ndarray[Any, Any] | None:
+        if x.device.type != "cpu" or torch.compiler.is_compiling():
+            return None
+        return x.detach().numpy()
+
     def table(self, schedule: Any, name: str, xp: Any, device: Any, dtype: Any) -> Any:
         if torch.compiler.is_compiling():
             return _traced_table(schedule, name, device, dtype)
         return super().table(schedule, name, xp, device, dtype)
-
-
-def _in_place_ok(terms: Terms) -> bool:
-    """Whether the result may be built in place in one fresh tensor.
-
-    Only for CPU tensors of one dtype outside autograd and outside a compiled
-    region, where ``out=`` kernels are allowed.  (Blocking for cache does not
-    pay in eager torch here: each op costs microseconds and loses threads;
-    measured in benchmarks/run.py, see docs/benchmarks.md.)
-    """
-    first = terms[0][1]
-    if first.device.type != "cpu" or torch.compiler.is_compiling():
-        return False
-    grad = torch.is_grad_enabled()
-    for coef, array in terms:
-        if array.dtype != first.dtype:
-            return False
-        if grad and (array.requires_grad or getattr(coef, "requires_grad", False)):
-            return False
-    return True
 
 
 # TODO(#7): two passes (2.2 copies at 16 MiB, target 1.6); eager torch has no
