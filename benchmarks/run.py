@@ -20,6 +20,7 @@ import argparse
 import gc
 import importlib.metadata
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -34,6 +35,7 @@ import numpy as np
 import diffcore
 
 SHAPES = [(1, 3, 64, 64), (16, 3, 64, 64), (128, 3, 64, 64), (64, 4, 128, 128)]
+THREADS_ENV = "DIFFCORE_NUM_THREADS"
 QUICK_SHAPES = [(1, 3, 8, 8), (4, 3, 16, 16)]
 STEP_SHAPES = [(1, 3, 32, 32), (16, 3, 64, 64)]
 # 64 MiB and 256 MiB of float32 for the GPU target (at most 1.6 copies).
@@ -88,6 +90,23 @@ def calls_per_sample(nbytes: int) -> int:
 # -- NumPy ------------------------------------------------------------------
 
 
+def one_thread(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """fn with diffcore's NumPy kernel held to one thread (DIFFCORE_NUM_THREADS=1)."""
+
+    def run() -> Any:
+        saved = os.environ.get(THREADS_ENV)
+        os.environ[THREADS_ENV] = "1"
+        try:
+            return fn()
+        finally:
+            if saved is None:
+                del os.environ[THREADS_ENV]
+            else:
+                os.environ[THREADS_ENV] = saved
+
+    return run
+
+
 def numpy_q_sample_row(
     schedule: diffcore.Schedule, shape: tuple[int, ...], repeat: int
 ) -> Row:
@@ -115,6 +134,9 @@ def numpy_q_sample_row(
     if _accepts_out():
         contenders["diffcore out="] = lambda: diffcore.q_sample(
             schedule, x_0, t, noise, out=out
+        )
+        contenders["diffcore out=, 1 thread"] = one_thread(
+            lambda: diffcore.q_sample(schedule, x_0, t, noise, out=out)
         )
     row = Row("q_sample numpy", shape)
     row.times = measure(contenders, repeat, calls_per_sample(x_0.nbytes))
@@ -520,6 +542,10 @@ def targets(rows: list[Row]) -> list[str]:
                 check(
                     f"{name}: out= / copy", t["diffcore out="] / t["copy"], limit, True
                 )
+            single = t.get("diffcore out=, 1 thread")
+            if big and single is not None:
+                ratio = single / t["copy"]
+                lines.append(f"- {name}: out= on one thread / copy: {ratio:.2f}")
         if "diffusers add_noise" in t:
             ratio = t["diffusers add_noise"] / t["diffcore"]
             limit = 3.0 if row.shape == (1, 3, 64, 64) else 2.0
