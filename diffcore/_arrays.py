@@ -45,6 +45,11 @@ def namespace(**arrays: Array) -> Namespace:
     Raises a TypeError naming the arrays when they come from different
     libraries or when one of them is not an array at all.
     """
+    return namespace_of_all(arrays)
+
+
+def namespace_of_all(arrays: dict[str, Array]) -> Namespace:
+    """:func:`namespace` for a dict of named arrays."""
     kinds = {type(value) for value in arrays.values()}
     if len(kinds) == 1:
         found = _NAMESPACES.get(kinds.pop())
@@ -105,12 +110,17 @@ def check_out(xp: Namespace, reference: str, x: Array, out: Array | None) -> Non
 
 def check_like(xp: Namespace, reference: str, **arrays: Array) -> None:
     """Check that every named array has the reference's shape, dtype and device."""
+    check_like_all(reference, arrays)
+
+
+def check_like_all(reference: str, arrays: dict[str, Array]) -> None:
+    """:func:`check_like` for a dict of named arrays."""
     ref = arrays[reference]
     backend = backend_for(ref)
     for name, value in arrays.items():
         if name == reference:
             continue
-        if tuple(value.shape) != tuple(ref.shape):
+        if value.shape != ref.shape and tuple(value.shape) != tuple(ref.shape):
             msg = (
                 f"{name} must have the shape of {reference}, {tuple(ref.shape)}; "
                 f"got {tuple(value.shape)}"
@@ -212,6 +222,9 @@ def _readable(xp: Namespace, t: Array) -> bool:
 
 def _bounds(values: np.ndarray[Any, Any]) -> tuple[Any, Any]:
     """The smallest and largest value, (0, 0) when there is none."""
+    if values.size == 1:
+        value = values.item()
+        return value, value
     if values.size <= 64:
         # NumPy reductions cost microseconds each on a few values; lists do not.
         listed = values.ravel().tolist()
@@ -231,7 +244,7 @@ def _single(host: np.ndarray[Any, Any]) -> int | None:
     One value gathers to Python floats, as an int timestep does: the backend
     rounds them once, and no coefficient array is built or placed.
     """
-    return int(host.ravel()[0]) if host.size == 1 else None
+    return int(host.item()) if host.size == 1 else None
 
 
 def _range_message(name: str, size: int, low: Any, high: Any) -> str:

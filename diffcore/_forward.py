@@ -11,12 +11,12 @@ from ._arrays import (
     Namespace,
     Steps,
     check_floating,
-    check_like,
+    check_like_all,
     check_out,
     finish,
     from_host,
     gather,
-    namespace,
+    namespace_of_all,
     timesteps,
     upcast,
 )
@@ -32,9 +32,11 @@ def _setup(
 ) -> tuple[Schedule, Namespace, Steps]:
     """Validate the schedule, the arrays and t once; return the namespace."""
     schedule = as_schedule(schedule)
-    xp = namespace(**{x_name: x}, **more)
+    arrays = {x_name: x, **more}
+    xp = namespace_of_all(arrays)
     check_floating(xp, x_name, x)
-    check_like(xp, x_name, **{x_name: x}, **more)
+    if more:
+        check_like_all(x_name, arrays)
     steps = timesteps(xp, t, len(schedule), x)
     return schedule, xp, steps
 

@@ -623,10 +623,10 @@ def ddim_step(
         msg = f"noise is needed when eta > 0; got eta = {eta} and noise = None"
         raise ValueError(msg)
     dynamic_threshold = _check_processing(clip_denoised, dynamic_threshold)
-    namespace(x_t=x_t, model_output=model_output)
-    more = {} if noise is None else {"noise": noise}
+    more = {"model_output": model_output}
+    if noise is not None:
+        more["noise"] = noise
     schedule, xp, steps = _setup(schedule, t, "x_t", x_t, **more)
-    check_like(xp, "x_t", x_t=x_t, model_output=model_output)
     _check_finite(xp, "model_output", model_output)
     check_out(xp, "x_t", x_t, out)
     prev, final = _previous(xp, schedule, t_prev, steps, x_t)

@@ -112,7 +112,7 @@ class TorchBackend(Backend):
     def host(self, x: torch.Tensor) -> np.ndarray[Any, Any] | None:
         if x.device.type != "cpu" or torch.compiler.is_compiling():
             return None
-        return x.detach().numpy()
+        return x.detach().numpy() if x.requires_grad else x.numpy()
 
     def table(self, schedule: Any, name: str, xp: Any, device: Any, dtype: Any) -> Any:
         if torch.compiler.is_compiling():
