@@ -47,7 +47,6 @@ from ._reverse import (
     check_choice,
     p_mean_variance,
     predict_x_0_eps,
-    split_output,
 )
 from ._schedule import Schedule, as_schedule
 
@@ -313,8 +312,8 @@ def ddpm_step(
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
     check_choice("variance_type", variance_type, VARIANCE_TYPES)
     dynamic_threshold = _check_processing(clip_denoised, dynamic_threshold)
-    namespace(x_t=x_t, model_output=model_output)
     if variance_type in ("learned", "learned_range"):
+        namespace(x_t=x_t, model_output=model_output)
         reverse = p_mean_variance(
             schedule,
             model_output,
@@ -333,17 +332,19 @@ def ddpm_step(
         x_prev = backend_for(x_t).linear(xp, terms, x_t.dtype, out)
         return Step(x_prev, reverse.x_0_hat)
 
-    schedule, xp, steps = _setup(schedule, t, "x_t", x_t, noise=noise)
+    schedule, xp, steps = _setup(
+        schedule, t, "x_t", x_t, model_output=model_output, noise=noise
+    )
     check_out(xp, "x_t", x_t, out)
-    prediction, _ = split_output(xp, model_output, x_t, variance_type)
+    _check_finite(xp, "model_output", model_output)
     plain = clip_denoised is None and dynamic_threshold is None
     if prediction_type == "epsilon" and plain:
         # Everything was checked above: no second pass through the public edge.
-        x_0_hat = _x_0_from_eps(schedule, xp, steps, x_t, prediction)
+        x_0_hat = _x_0_from_eps(schedule, xp, steps, x_t, model_output)
     else:
         x_0_hat, _ = predict_x_0_eps(
             schedule,
-            prediction,
+            model_output,
             x_t,
             t,
             prediction_type=prediction_type,
@@ -367,6 +368,11 @@ def _fixed_std(
 
     From the float64 log variance on the host when t was readable.
     """
+    if isinstance(steps._index, int) and variance_type == "fixed_small":
+        # One timestep: a Python float, as gather gives for an int t.
+        t = steps._index
+        log_variance = float(schedule._table("posterior_log_variance_clipped")[t])
+        return math.exp(0.5 * log_variance) if t != 0 else 0.0
     if steps.host is not None:
         if variance_type == "fixed_large":
             log_variance = np.log(_large_variances(schedule)[steps.host])
