@@ -47,6 +47,9 @@ _pool_lock = threading.Lock()
 _local = threading.local()
 
 
+# TODO(#7): 2.1-2.2 copies at 16 MiB in benchmarks/run.py (target 2.0; 1.5-1.9
+# when timed alone); three ufunc passes per block, as NumPy has no fused
+# multiply-add, and one thread alone measures 3.2-3.3.
 def linear(terms: Terms, out: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """out = sum_i c_i x_i with NumPy ufuncs, block by block for large arrays.
 

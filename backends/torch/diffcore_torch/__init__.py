@@ -120,8 +120,9 @@ class TorchBackend(Backend):
         return super().table(schedule, name, xp, device, dtype)
 
 
-# TODO(#7): two passes (2.2 copies at 16 MiB, target 1.6); eager torch has no
-# one-kernel a*x + b*y with per-sample a, b.
+# TODO(#7): two passes (2.2-2.3 copies at 16 MiB, target 1.6); eager torch has
+# no one-kernel a*x + b*y with per-sample a, b (lerp is one kernel, 1.5 copies,
+# but only forms (1 - w) x + w y).
 def _combine(terms: Terms, out: torch.Tensor) -> None:
     """out = c_0 x_0, then out += c_i x_i with fused kernels, in place."""
     (coef, first), rest = terms[0], terms[1:]
