@@ -125,6 +125,28 @@ class Backend:
         out[...] = result
         return out
 
+    def may_share_memory(self, a: Array, b: Array) -> bool:
+        """Whether a and b may overlap in memory; when unsure, say True.
+
+        The default knows only identity; backends whose ``linear`` writes into
+        ``out`` term by term override it (NumPy and CuPy's
+        ``may_share_memory``, torch's storage).
+        """
+        return a is b
+
+    def clobbers(self, out: Array, terms: Terms) -> bool:
+        """Whether writing ``out`` term by term could overwrite an unread input.
+
+        The first product is written element by element over the element it
+        reads, so the first term's array may be ``out`` itself; any other
+        input that may share memory with ``out`` makes the in-place form
+        unsafe, and the result is then formed apart and copied in.
+        """
+        (_, first), rest = terms[0], terms[1:]
+        if first is not out and self.may_share_memory(out, first):
+            return True
+        return any(self.may_share_memory(out, array) for _, array in rest)
+
     def device(self, x: Array) -> Any:
         """The device of x, as ``array_api_compat.device`` names it."""
         return compat.device(x)
@@ -152,6 +174,14 @@ class Backend:
         faster zero-copy view than ``numpy.asarray``.
         """
         return np.asarray(x) if self.readable(x) else None
+
+    def total(self, xp: Namespace, x: Array) -> float | None:
+        """The sum of x's entries as a Python float when :meth:`readable`, else None.
+
+        The finiteness check on model outputs reads it: a finite sum proves
+        every entry finite.
+        """
+        return float(xp.sum(x)) if self.readable(x) else None
 
     def table(
         self, schedule: Any, name: str, xp: Namespace, device: Any, dtype: Any
@@ -185,9 +215,13 @@ class NumPyBackend(Backend):
     def from_host(self, xp: Namespace, values: np.ndarray[Any, Any], x: Array) -> Array:
         return values
 
+    def may_share_memory(self, a: Array, b: Array) -> bool:
+        return bool(np.may_share_memory(a, b))
+
     def linear(
         self, xp: Namespace, terms: Terms, dtype: Any, out: Array | None = None
     ) -> Array:
+        count = _blocked.threads()  # on every call: a bad value never hides
         arrays = [array for _, array in terms]
         if compute_dtype(xp, dtype) != dtype or any(
             array.dtype != dtype for array in arrays
@@ -195,9 +229,12 @@ class NumPyBackend(Backend):
             return super().linear(xp, terms, dtype, out)
         if out is None:
             out = np.empty(arrays[0].shape, dtype=dtype)
-        elif any(out is array for array in arrays[1:]):
+        elif not out.flags.writeable:
+            msg = "out must be a writeable array; got a read-only NumPy array"
+            raise ValueError(msg)
+        elif self.clobbers(out, terms):
             return super().linear(xp, terms, dtype, out)
-        return _blocked.linear(terms, out)
+        return _blocked.linear(terms, out, count)
 
 
 class StrictBackend(Backend):

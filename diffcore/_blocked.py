@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 Terms = Sequence[tuple[Any, Any]]
 Block = tuple[slice, slice]
@@ -50,12 +50,15 @@ _local = threading.local()
 # TODO(#7): 2.1-2.2 copies at 16 MiB in benchmarks/run.py (target 2.0; 1.5-1.9
 # when timed alone); three ufunc passes per block, as NumPy has no fused
 # multiply-add, and one thread alone measures 3.2-3.3.
-def linear(terms: Terms, out: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+def linear(
+    terms: Terms, out: np.ndarray[Any, Any], count: int = 1
+) -> np.ndarray[Any, Any]:
     """out = sum_i c_i x_i with NumPy ufuncs, block by block for large arrays.
 
     Coefficients are Python floats or arrays of shape (B, 1, ..., 1) for
     arrays of shape (B, ...) in out's dtype; anything else, and any array
-    that is not C-contiguous, takes the whole-array path.
+    that is not C-contiguous, takes the whole-array path.  Arrays of
+    THREADED elements or more are shared among ``count`` threads.
     """
     rows = None if out.size <= BLOCK else _rows(terms, out)
     if rows is None:
@@ -65,12 +68,12 @@ def linear(terms: Terms, out: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     coefs, flat = rows
     views = [array.reshape(flat.shape) for _, array in terms]
     run = functools.partial(_combine_blocks, coefs, views, flat)
-    shares = _shares(_blocks(flat.shape), threads() if out.size >= THREADED else 1)
+    shares = _shares(_blocks(flat.shape), count if out.size >= THREADED else 1)
     if len(shares) == 1:
         run(shares[0])
         return out
 
-    futures = [_executor(len(shares) - 1).submit(run, share) for share in shares[1:]]
+    futures = _submit(run, shares[1:])
     try:
         run(shares[0])
     finally:
@@ -84,11 +87,11 @@ def threads() -> int:
     value = os.environ.get(ENV, "").strip()
     if not value:
         return min(_usable_cpus(), 4)
-    count = int(value) if value.isdecimal() else 0
+    count = int(value) if value.isascii() and value.isdigit() else 0
     if count < 1:
         msg = (
-            f"the environment variable {ENV} must be a positive integer (1 turns "
-            f"threading off); got {value!r}"
+            f"the environment variable {ENV} must be a positive integer written "
+            f"in digits, such as 2 (1 turns threading off); got {value!r}"
         )
         raise ValueError(msg)
     return count
@@ -101,18 +104,23 @@ def _usable_cpus() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _executor(workers: int) -> ThreadPoolExecutor:
-    """A thread pool with at least ``workers`` threads, made on first use."""
+def _submit(run: Any, shares: list[list[Block]]) -> list[Future[None]]:
+    """Hand each share to the pool, grown first when it has too few threads.
+
+    Submitting under the lock means no thread can hand work to a pool that
+    another thread has just replaced (and shut down).
+    """
     global _pool
     with _pool_lock:
-        if _pool is None or _pool[0] < workers:
+        if _pool is None or _pool[0] < len(shares):
             from concurrent.futures import ThreadPoolExecutor
 
             if _pool is not None:
                 _pool[1].shutdown(wait=False)
             name = "diffcore-linear"
-            _pool = (workers, ThreadPoolExecutor(workers, thread_name_prefix=name))
-        return _pool[1]
+            pool = ThreadPoolExecutor(len(shares), thread_name_prefix=name)
+            _pool = (len(shares), pool)
+        return [_pool[1].submit(run, share) for share in shares]
 
 
 def _forget_pool() -> None:

@@ -18,7 +18,6 @@ from ._arrays import (
     Array,
     Namespace,
     Steps,
-    _readable,
     check_like,
     compute_dtype,
     expand,
@@ -118,7 +117,8 @@ def _check_finite(xp: Namespace, name: str, x: Array) -> None:
     sum NaN or inf), in one reduction; only a sum that is not finite, which
     overflow alone can cause, is followed by the entrywise test.
     """
-    if not _readable(xp, x) or math.isfinite(float(xp.sum(x))):
+    total = backend_for(x).total(xp, x)
+    if total is None or math.isfinite(total):
         return
     if not bool(xp.all(xp.isfinite(x))):
         msg = (

@@ -439,10 +439,8 @@ def _previous(
         raise TypeError(msg)
     low, high = _bounds(host)
     if low < -1 or high >= size:
-        msg = (
-            f"t_prev must lie in [-1, {size}) (-1 for the data); got values from "
-            f"{low} to {high}"
-        )
+        got = f"got {low}" if low == high else f"got values from {low} to {high}"
+        msg = f"t_prev must lie in [-1, {size}) (-1 for the data); {got}"
         raise ValueError(msg)
     if t.host is not None and np.any(host >= t.host):
         msg = f"t_prev must be smaller than t; got t_prev = {host}, t = {t.host}"

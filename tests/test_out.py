@@ -8,8 +8,10 @@ block layout, the number of threads or the dtype, and must survive ``fork``.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -108,16 +110,15 @@ def _plain(terms: list[tuple[Any, np.ndarray[Any, Any]]]) -> np.ndarray[Any, Any
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("threads", ["1", "3"])
 def test_blocks_and_threads_give_the_whole_array_form_bit_for_bit(
-    shape: tuple[int, ...], dtype: Any, threads: str, monkeypatch: pytest.MonkeyPatch
+    shape: tuple[int, ...], dtype: Any, threads: str
 ) -> None:
-    monkeypatch.setenv(_blocked.ENV, threads)
     rng = np.random.default_rng(11)
     arrays = [rng.standard_normal(shape).astype(dtype) for _ in range(3)]
     per_sample = rng.random((shape[0],) + (1,) * (len(shape) - 1)).astype(dtype)
     terms = [(per_sample, arrays[0]), (-0.3, arrays[1]), (dtype(2.5), arrays[2])]
 
     out = np.full(shape, np.nan, dtype=dtype)
-    result = _blocked.linear(terms, out)
+    result = _blocked.linear(terms, out, int(threads))
 
     assert result is out
     np.testing.assert_array_equal(out, _plain(terms))
@@ -132,25 +133,167 @@ def test_large_arrays_are_shared_among_threads(monkeypatch: pytest.MonkeyPatch) 
         combine(*args)
 
     monkeypatch.setattr(_blocked, "_combine_blocks", counting)
-    monkeypatch.setenv(_blocked.ENV, "2")
     x = np.ones((8, _blocked.THREADED // 8), dtype=np.float32)
-    _blocked.linear([(0.5, x), (0.25, x)], np.empty_like(x))
+    _blocked.linear([(0.5, x), (0.25, x)], np.empty_like(x), 2)
     assert len(seen) == 2 and seen[0] == seen[1]
 
     seen.clear()
     monkeypatch.setenv(_blocked.ENV, "1")
-    _blocked.linear([(0.5, x), (0.25, x)], np.empty_like(x))
+    diffcore.q_sample(SCHEDULE, x, 3, x)
     assert len(seen) == 1
 
+    seen.clear()
+    monkeypatch.setenv(_blocked.ENV, "3")
+    diffcore.q_sample(SCHEDULE, x, 3, x)
+    assert len(seen) == 3
 
-@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
-def test_a_bad_thread_count_is_named(
-    value: str, monkeypatch: pytest.MonkeyPatch
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", "+2", "\u0663"])
+@pytest.mark.parametrize("size", [4, _blocked.THREADED])
+def test_a_bad_thread_count_is_named_whatever_the_size(
+    value: str, size: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(_blocked.ENV, value)
-    x = np.ones(_blocked.THREADED, dtype=np.float32)
-    with pytest.raises(ValueError, match=rf"DIFFCORE_NUM_THREADS .* got '{value}'"):
+    x = np.ones(size, dtype=np.float32)
+    with pytest.raises(
+        ValueError, match=rf"DIFFCORE_NUM_THREADS .* got {re.escape(repr(value))}"
+    ):
         diffcore.q_sample(SCHEDULE, x, 3, x)
+
+
+def test_an_empty_thread_count_means_the_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(_blocked.ENV, " ")
+    assert _blocked.threads() == min(_blocked._usable_cpus(), 4)
+
+
+def test_threads_calling_at_once_with_growing_pools_get_right_answers() -> None:
+    # Arrays of different sizes need pools of different sizes; a pool replaced
+    # while another thread handed it work used to raise RuntimeError (this test
+    # caught that in about one run in five).
+    arrays = [np.ones((n, _blocked.BLOCK), np.float32) for n in (8, 16, 24, 32)]
+    start = threading.Barrier(len(arrays))
+    failures: list[BaseException] = []
+
+    def work(x: np.ndarray[Any, Any]) -> None:
+        start.wait()
+        try:
+            for count in (2, 3, 5, 8):
+                out = _blocked.linear([(0.5, x), (0.25, x)], np.empty_like(x), count)
+                assert np.all(out == np.float32(0.75))
+        except BaseException as error:  # reported below
+            failures.append(error)
+
+    workers = [threading.Thread(target=work, args=(x,)) for x in arrays]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert not failures
+
+
+# -- out= overlapping an input -------------------------------------------------
+
+
+def _overlapping_cases(xp: Any) -> list[tuple[str, Any, Any]]:
+    """(name, call with out=, allocating call) where out is a view of an input."""
+    rng = np.random.default_rng(5)
+    shape = (2, 3, 4, 4)
+
+    def fresh() -> Any:
+        return xp.asarray(rng.standard_normal((2, *shape)), dtype=xp.float32)
+
+    t = np.array([3, 700])
+    cases = []
+    stack = fresh()
+    x_0, noise = stack[0], stack[1]
+    cases.append(
+        (
+            "q_sample, out a view of noise",
+            lambda: diffcore.q_sample(SCHEDULE, x_0, t, noise, out=stack[1]),
+            lambda: diffcore.q_sample(SCHEDULE, x_0, t, noise),
+        )
+    )
+    stack2 = fresh()
+    eps, x_t = stack2[0], stack2[1]
+    z = fresh()[0]
+    cases.append(
+        (
+            "ddpm_step, out a view of x_t",
+            lambda: diffcore.ddpm_step(SCHEDULE, eps, x_t, t, z, out=stack2[1]).x_prev,
+            lambda: diffcore.ddpm_step(SCHEDULE, eps, x_t, t, z).x_prev,
+        )
+    )
+    stack3 = fresh()
+    eps3, x3 = stack3[0], stack3[1]
+    cases.append(
+        (
+            "ddim_step, out a view of the model output",
+            lambda: (
+                diffcore.ddim_step(SCHEDULE, eps3, x3, 500, 400, out=stack3[0]).x_prev
+            ),
+            lambda: diffcore.ddim_step(SCHEDULE, eps3, x3, 500, 400).x_prev,
+        )
+    )
+    return cases
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("case", range(3))
+def test_out_that_overlaps_a_later_input_still_gives_the_right_answer(
+    library: str, case: int
+) -> None:
+    if library == "torch":
+        pytest.importorskip("torch", reason="torch is not installed")
+        import array_api_compat.torch as xp
+    else:
+        xp = np
+    name, with_out, allocating = _overlapping_cases(xp)[case]
+    expected = to_numpy(allocating())  # computed before out overwrites anything
+
+    result = to_numpy(with_out())
+
+    np.testing.assert_allclose(result, expected, rtol=1e-6, err_msg=name)
+
+
+def test_large_out_that_overlaps_the_noise_is_right() -> None:
+    rng = np.random.default_rng(8)
+    both = rng.standard_normal((2, 4, 4, 256, 256)).astype(np.float32)
+    x_0, noise = both[0], both[1]
+    t = np.arange(4) * 250
+    expected = diffcore.q_sample(SCHEDULE, x_0, t, noise)
+
+    diffcore.q_sample(SCHEDULE, x_0, t, noise, out=both[1])
+
+    np.testing.assert_array_equal(both[1], expected)
+
+
+def test_read_only_out_is_named() -> None:
+    x = np.ones((2, 3), np.float32)
+    out = np.empty_like(x)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="out must be a writeable array"):
+        diffcore.q_sample(SCHEDULE, x, 3, x, out=out)
+
+
+def test_torch_out_with_inputs_that_need_gradients_is_named() -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    x = torch.ones(2, 3, requires_grad=True)
+    with pytest.raises(ValueError, match="out must be None when an input requires"):
+        diffcore.q_sample(SCHEDULE, x, 3, torch.ones(2, 3), out=torch.empty(2, 3))
+    with torch.no_grad():
+        diffcore.q_sample(SCHEDULE, x, 3, torch.ones(2, 3), out=torch.empty(2, 3))
+
+
+def test_model_outputs_that_need_gradients_give_no_warning() -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    eps = torch.randn(2, 3, 4, 4, requires_grad=True)
+    x_t, z = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    # filterwarnings = error: torch's scalar-conversion warning would fail here.
+    diffcore.ddim_step(SCHEDULE, eps, x_t, 10, 5).x_prev.sum().backward()
+    diffcore.ddpm_step(SCHEDULE, eps, x_t, 10, z).x_prev.sum().backward()
+    assert eps.grad is not None
 
 
 FORK_SCRIPT = """

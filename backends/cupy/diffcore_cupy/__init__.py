@@ -69,6 +69,9 @@ class CupyBackend(Backend):
             noise = generator.standard_normal(x.shape, dtype=draw)
             return noise if noise.dtype == x.dtype else noise.astype(x.dtype)
 
+    def may_share_memory(self, a: Any, b: Any) -> bool:
+        return bool(cupy.may_share_memory(a, b))
+
     def linear(
         self,
         xp: Any,
@@ -78,6 +81,8 @@ class CupyBackend(Backend):
     ) -> Any:
         kernel = _LINEAR.get(len(terms))
         if kernel is None or any(array.dtype != dtype for _, array in terms):
+            return super().linear(xp, terms, dtype, out)
+        if out is not None and self.clobbers(out, terms):
             return super().linear(xp, terms, dtype, out)
 
         work = _compute_dtype(dtype)

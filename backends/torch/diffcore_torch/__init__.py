@@ -91,7 +91,12 @@ class TorchBackend(Backend):
         work = _compute_dtype(dtype)
         (coef, first), rest = terms[0], terms[1:]
         if out is not None:
-            if work != dtype or any(array is out for _, array in rest):
+            _check_out(terms, out)
+            if (
+                work != dtype
+                or torch.compiler.is_compiling()
+                or self.clobbers(out, terms)
+            ):
                 return super().linear(xp, terms, dtype, out)
             _combine(terms, out)
             return out
@@ -114,10 +119,37 @@ class TorchBackend(Backend):
             return None
         return x.detach().numpy() if x.requires_grad else x.numpy()
 
+    def may_share_memory(self, a: torch.Tensor, b: torch.Tensor) -> bool:
+        # One storage is a cautious answer: views of it may not overlap.
+        return bool(
+            a.device == b.device
+            and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+        )
+
+    def total(self, xp: Any, x: torch.Tensor) -> float | None:
+        if not self.readable(x):
+            return None
+        return float(x.detach().sum())
+
     def table(self, schedule: Any, name: str, xp: Any, device: Any, dtype: Any) -> Any:
         if torch.compiler.is_compiling():
             return _traced_table(schedule, name, device, dtype)
         return super().table(schedule, name, xp, device, dtype)
+
+
+def _check_out(terms: Terms, out: torch.Tensor) -> None:
+    """out= kernels record no gradient: refuse inputs that need one."""
+    if not torch.is_grad_enabled():
+        return
+    if any(
+        array.requires_grad or getattr(coef, "requires_grad", False)
+        for coef, array in terms
+    ):
+        msg = (
+            "out must be None when an input requires grad: writing into out is "
+            "not differentiable (drop out=, or run under torch.no_grad())"
+        )
+        raise ValueError(msg)
 
 
 # TODO(#7): two passes (2.2-2.3 copies at 16 MiB, target 1.6); eager torch has
