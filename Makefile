@@ -49,7 +49,7 @@ pytest: $(VENV)/.test docs chromium
 
 test: lint typecheck pytest
 
-# The benchmark tables of docs/benchmarks.md (a few minutes; quiet machine).
+# The benchmark tables of docs/benchmarks.md (about 15 s; quiet machine).
 .PHONY: bench
 bench: $(VENV)/.test
 	$(BIN)/python benchmarks/run.py

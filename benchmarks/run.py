@@ -2,7 +2,7 @@
 
 Usage (``make bench`` runs the first)::
 
-    python benchmarks/run.py            # the full tables (a few minutes)
+    python benchmarks/run.py            # the full tables (15 s on 2 cores)
     python benchmarks/run.py --quick    # tiny sizes, a few repeats (CI smoke run)
     python benchmarks/run.py --markdown table.md   # also write the table there
     python benchmarks/run.py --gpu      # CUDA torch and CuPy rows instead
@@ -36,6 +36,8 @@ import diffcore
 
 SHAPES = [(1, 3, 64, 64), (16, 3, 64, 64), (128, 3, 64, 64), (64, 4, 128, 128)]
 THREADS_ENV = "DIFFCORE_NUM_THREADS"
+# diffcore's NumPy kernel uses threads from this many elements (4 MiB float32).
+THREADED = 1 << 20
 QUICK_SHAPES = [(1, 3, 8, 8), (4, 3, 16, 16)]
 STEP_SHAPES = [(1, 3, 32, 32), (16, 3, 64, 64)]
 # 64 MiB and 256 MiB of float32 for the GPU target (at most 1.6 copies).
@@ -135,9 +137,11 @@ def numpy_q_sample_row(
         contenders["diffcore out="] = lambda: diffcore.q_sample(
             schedule, x_0, t, noise, out=out
         )
-        contenders["diffcore out=, 1 thread"] = one_thread(
-            lambda: diffcore.q_sample(schedule, x_0, t, noise, out=out)
-        )
+        if x_0.size >= THREADED:
+            # Setting the variable costs about a microsecond: noise at this size.
+            contenders["diffcore out=, 1 thread"] = one_thread(
+                lambda: diffcore.q_sample(schedule, x_0, t, noise, out=out)
+            )
     row = Row("q_sample numpy", shape)
     row.times = measure(contenders, repeat, calls_per_sample(x_0.nbytes))
     row.versus = {"improved-diffusion pattern": "diffcore"}
