@@ -87,11 +87,13 @@ def test_out_of_another_shape_or_dtype_is_refused() -> None:
 
 # -- the blocked NumPy kernel --------------------------------------------------
 
-# Each shape is laid out differently: one whole-array call, several rows per
-# block, rows cut into blocks with a short last one, and shares for threads.
+# Each shape is laid out differently: one whole-array call, several short
+# rows per block, one row per piece, rows cut into pieces with a short last
+# one, and shares for threads.
 SHAPES = [
     (4, 3, 5),
     (9, 3, 64, 64),
+    (6, 2, 200, 200),
     (2, 3, 300, 300),
     (5, 1, 512, 512),
 ]
@@ -124,28 +126,27 @@ def test_blocks_and_threads_give_the_whole_array_form_bit_for_bit(
     np.testing.assert_array_equal(out, _plain(terms))
 
 
-def test_large_arrays_are_shared_among_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("rows", [8, 64])  # long rows in pieces; short in blocks
+def test_large_arrays_are_shared_among_threads(
+    rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[int] = []
-    combine = _blocked._combine_blocks
+    original = _blocked._shares
 
-    def counting(*args: Any) -> None:
-        seen.append(len(args[-1]))
-        combine(*args)
+    def counting(work: list[Any], count: int) -> list[list[Any]]:
+        shares = original(work, count)
+        seen.append(len(shares))
+        return shares
 
-    monkeypatch.setattr(_blocked, "_combine_blocks", counting)
-    x = np.ones((8, _blocked.THREADED // 8), dtype=np.float32)
-    _blocked.linear([(0.5, x), (0.25, x)], np.empty_like(x), 2)
-    assert len(seen) == 2 and seen[0] == seen[1]
-
-    seen.clear()
-    monkeypatch.setenv(_blocked.ENV, "1")
-    diffcore.q_sample(SCHEDULE, x, 3, x)
-    assert len(seen) == 1
-
-    seen.clear()
-    monkeypatch.setenv(_blocked.ENV, "3")
-    diffcore.q_sample(SCHEDULE, x, 3, x)
-    assert len(seen) == 3
+    monkeypatch.setattr(_blocked, "_shares", counting)
+    x = np.ones((rows, _blocked.THREADED // rows), dtype=np.float32)
+    for setting, expected in (("1", 1), ("2", 2), ("3", 3)):
+        seen.clear()
+        monkeypatch.setenv(_blocked.ENV, setting)
+        out = diffcore.q_sample(SCHEDULE, x, 3, x)
+        assert seen == [expected]
+        one = diffcore.q_sample(SCHEDULE, x[:1], 3, x[:1])  # whole-array path
+        np.testing.assert_array_equal(out, np.broadcast_to(one, out.shape))
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", "+2", "\u0663"])
