@@ -117,25 +117,25 @@ def check_like_all(reference: str, arrays: dict[str, Array]) -> None:
     """:func:`check_like` for a dict of named arrays."""
     ref = arrays[reference]
     backend = backend_for(ref)
+    shape, dtype, device = ref.shape, ref.dtype, backend.device(ref)
     for name, value in arrays.items():
         if name == reference:
             continue
-        if value.shape != ref.shape and tuple(value.shape) != tuple(ref.shape):
+        if value.shape != shape and tuple(value.shape) != tuple(shape):
             msg = (
                 f"{name} must have the shape of {reference}, {tuple(ref.shape)}; "
                 f"got {tuple(value.shape)}"
             )
             raise ValueError(msg)
-        if value.dtype != ref.dtype:
+        if value.dtype != dtype:
             msg = (
-                f"{name} must have the dtype of {reference}, {ref.dtype}; "
-                f"got {value.dtype}"
+                f"{name} must have the dtype of {reference}, {dtype}; got {value.dtype}"
             )
             raise TypeError(msg)
-        if backend.device(value) != backend.device(ref):
+        if backend.device(value) != device:
             msg = (
                 f"{name} must be on the device of {reference}, "
-                f"{backend.device(ref)}; got {backend.device(value)}"
+                f"{device}; got {backend.device(value)}"
             )
             raise ValueError(msg)
 
