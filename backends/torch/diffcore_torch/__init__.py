@@ -129,7 +129,7 @@ class TorchBackend(Backend):
     def total(self, xp: Any, x: torch.Tensor) -> float | None:
         if not self.readable(x):
             return None
-        return float(x.detach().sum())
+        return float((x.detach() if x.requires_grad else x).sum())
 
     def table(self, schedule: Any, name: str, xp: Any, device: Any, dtype: Any) -> Any:
         if torch.compiler.is_compiling():
