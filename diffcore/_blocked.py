@@ -4,12 +4,13 @@ NumPy has no fused multiply-add, so sum_i c_i x_i takes one ufunc per product
 and one per sum.  Done over whole arrays, each ufunc streams every operand
 through memory again; done block by block, the block of the result and one
 scratch block stay in a core's cache between the ufuncs, and only the inputs
-and the result cross memory.  Long rows are cut into one-dimensional pieces
-whose coefficients are Python floats (NumPy's fastest loops, about a quarter
-faster here than a two-dimensional block with a column of coefficients);
-short rows go several to a block.  Large arrays are also split into one contiguous
-share of blocks per thread: ufuncs release the GIL, so the shares run in
-parallel.  Every element goes through the same ufuncs in the same order
+and the result cross memory.  Large arrays are also split into one
+contiguous share of blocks per thread: ufuncs release the GIL, so the shares
+run in parallel.  On one thread, long rows are cut into one-dimensional pieces
+with Python-float coefficients instead (NumPy's fastest loops: 2.4 copies of
+the input at 16 MiB against 2.5 for two-dimensional blocks with a column of
+coefficients; with threads, the pieces' twice as many ufunc calls contend for
+the GIL and lose).  Every element goes through the same ufuncs in the same order
 whatever the split, so the result is bit-identical to the whole-array form.
 
 ``DIFFCORE_NUM_THREADS`` sets the number of threads (1 turns threading off);
@@ -73,9 +74,12 @@ def linear(
 
     coefs, flat = rows
     batch, width = flat.shape
-    if width >= SEGMENT:
-        # Long rows: one-dimensional pieces of a row, each coefficient a Python
-        # float (the float32/float64 value exactly), NumPy's fastest loops.
+    count = count if out.size >= THREADED else 1
+    if width >= SEGMENT and count == 1:
+        # Long rows on one thread: one-dimensional pieces of a row, each
+        # coefficient a Python float (the float32/float64 value exactly),
+        # NumPy's fastest loops.  (With threads, the twice as many ufunc calls
+        # contend for the GIL and cost more than they save: measured.)
         scalars = [c.ravel().tolist() for c in coefs]
         flats = [array.reshape(-1) for _, array in terms]
         work: list[Any] = [
@@ -88,7 +92,7 @@ def linear(
         views = [array.reshape(flat.shape) for _, array in terms]
         work = _blocks(flat.shape)
         run = functools.partial(_combine_blocks, coefs, views, flat)
-    shares = _shares(work, count if out.size >= THREADED else 1)
+    shares = _shares(work, count)
     if len(shares) == 1:
         run(shares[0])
         return out

@@ -89,13 +89,15 @@ def test_out_of_another_shape_or_dtype_is_refused() -> None:
 
 # Each shape is laid out differently: one whole-array call, several short
 # rows per block, one row per piece, rows cut into pieces with a short last
-# one, and shares for threads.
+# one, and (from THREADED elements, on 3 threads) rows cut into blocks or
+# two rows to a block, in shares.
 SHAPES = [
     (4, 3, 5),
     (9, 3, 64, 64),
     (6, 2, 200, 200),
     (2, 3, 300, 300),
     (5, 1, 512, 512),
+    (20, 1, 256, 256),
 ]
 
 
