@@ -152,7 +152,7 @@ def _check_out(terms: Terms, out: torch.Tensor) -> None:
         raise ValueError(msg)
 
 
-# TODO(#7): two passes (2.2-2.3 copies at 16 MiB, target 1.6); eager torch has
+# TODO(#7): two passes (2.2-2.4 copies at 16 MiB, target 1.6); eager torch has
 # no one-kernel a*x + b*y with per-sample a, b (lerp is one kernel, 1.5 copies,
 # but only forms (1 - w) x + w y).
 def _combine(terms: Terms, out: torch.Tensor) -> None:
