@@ -252,9 +252,9 @@ def q_sample(
         :func:`standard_normal_like` (``key`` is JAX's).
     out : array, optional
         Where to write x_t: an array of x_0's shape, dtype, device and library
-        (it may be x_0 itself).  NumPy, PyTorch, CuPy and array-api-strict
-        arrays only; JAX and Dask arrays are immutable and raise TypeError.
-        Not differentiable in PyTorch.
+        (it may be x_0 itself, or overlap any input).  NumPy, PyTorch, CuPy
+        and array-api-strict arrays only; JAX and Dask arrays are immutable
+        and raise TypeError.  Not differentiable in PyTorch.
 
     Returns
     -------

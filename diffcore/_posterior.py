@@ -107,7 +107,7 @@ def q_posterior_sample(
     generator, key : optional
         Source of the noise when ``noise`` is None (``key`` is JAX's).
     out : array, optional
-        Where to write x_{t-1}: an array like x_t (it may be x_0 itself).
+        Where to write x_{t-1}: an array like x_t (it may overlap any input).
         NumPy, PyTorch, CuPy and array-api-strict only; JAX and Dask arrays
         raise TypeError.  Not differentiable in PyTorch.
 

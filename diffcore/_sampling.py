@@ -289,9 +289,9 @@ def ddpm_step(
     prediction_type, variance_type, clip_denoised, dynamic_threshold
         As in :func:`p_mean_variance`.
     out : array, optional
-        Where to write x_{t-1}: an array like x_t (it may be x_t itself).
-        NumPy, PyTorch, CuPy and array-api-strict only; JAX and Dask arrays
-        raise TypeError.
+        Where to write x_{t-1}: an array like x_t (it may be x_t itself, or
+        overlap any input).  NumPy, PyTorch, CuPy and array-api-strict only;
+        JAX and Dask arrays raise TypeError.
 
     Returns
     -------
@@ -595,9 +595,9 @@ def ddim_step(
         As in :func:`p_mean_variance`.
     final_alpha_cumprod : {"one", "first"}
     out : array, optional
-        Where to write x_prev: an array like x_t (it may be x_t itself).
-        NumPy, PyTorch, CuPy and array-api-strict only; JAX and Dask arrays
-        raise TypeError.
+        Where to write x_prev: an array like x_t (it may be x_t itself, or
+        overlap any input).  NumPy, PyTorch, CuPy and array-api-strict only;
+        JAX and Dask arrays raise TypeError.
 
     Returns
     -------
