@@ -339,20 +339,15 @@ def ddpm_step(
     )
     check_out(xp, "x_t", x_t, out)
     _check_finite(xp, "model_output", model_output)
-    plain = clip_denoised is None and dynamic_threshold is None
-    if prediction_type == "epsilon" and plain:
-        # Everything was checked above: no second pass through the public edge.
-        x_0_hat = _x_0_from_eps(schedule, xp, steps, x_t, model_output)
-    else:
-        x_0_hat, _ = predict_x_0_eps(
-            schedule,
-            model_output,
-            x_t,
-            t,
-            prediction_type=prediction_type,
-            clip_denoised=clip_denoised,
-            dynamic_threshold=dynamic_threshold,
-        )
+    x_0_hat, _ = _estimates(
+        schedule,
+        xp,
+        steps,
+        model_output,
+        x_t,
+        t,
+        (prediction_type, clip_denoised, dynamic_threshold),
+    )
     # Ho et al. 2020, eq. 7 and algorithm 2: posterior mean at x_0_hat plus noise
     terms = [
         (gather(schedule, "posterior_mean_coef_x0", steps, xp, x_t), x_0_hat),
@@ -361,6 +356,36 @@ def ddpm_step(
     ]
     x_prev = backend_for(x_t).linear(xp, terms, x_t.dtype, out)
     return Step(x_prev, x_0_hat)
+
+
+def _estimates(
+    schedule: Schedule,
+    xp: Namespace,
+    steps: Steps,
+    model_output: Array,
+    x_t: Array,
+    t: Any,
+    options: tuple[PredictionType, Any, Any],
+) -> tuple[Array, Array]:
+    """x_0_hat and eps_hat for a step whose inputs its caller has checked.
+
+    ``options`` is (prediction_type, clip_denoised, dynamic_threshold).  The
+    plain epsilon case, the common one, does not pass through the public edge
+    of :func:`predict_x_0_eps` a second time.
+    """
+    prediction_type, clip_denoised, dynamic_threshold = options
+    plain = clip_denoised is None and dynamic_threshold is None
+    if prediction_type == "epsilon" and plain:
+        return _x_0_from_eps(schedule, xp, steps, x_t, model_output), model_output
+    return predict_x_0_eps(
+        schedule,
+        model_output,
+        x_t,
+        t,
+        prediction_type=prediction_type,
+        clip_denoised=clip_denoised,
+        dynamic_threshold=dynamic_threshold,
+    )
 
 
 def _fixed_std(
@@ -637,21 +662,15 @@ def ddim_step(
     check_out(xp, "x_t", x_t, out)
     prev, final = _previous(xp, schedule, t_prev, steps, x_t)
 
-    plain = clip_denoised is None and dynamic_threshold is None
-    if prediction_type == "epsilon" and plain:
-        # Everything was checked above: no second pass through the public edge.
-        x_0_hat = _x_0_from_eps(schedule, xp, steps, x_t, model_output)
-        eps_hat = model_output
-    else:
-        x_0_hat, eps_hat = predict_x_0_eps(
-            schedule,
-            model_output,
-            x_t,
-            t,
-            prediction_type=prediction_type,
-            clip_denoised=clip_denoised,
-            dynamic_threshold=dynamic_threshold,
-        )
+    x_0_hat, eps_hat = _estimates(
+        schedule,
+        xp,
+        steps,
+        model_output,
+        x_t,
+        t,
+        (prediction_type, clip_denoised, dynamic_threshold),
+    )
     la_t, l1m_t, la_p, l1m_p, mod = _step_logs(
         schedule, xp, steps, prev, final, final_alpha_cumprod, x_t
     )
