@@ -339,15 +339,8 @@ def ddpm_step(
     )
     check_out(xp, "x_t", x_t, out)
     _check_finite(xp, "model_output", model_output)
-    x_0_hat, _ = _estimates(
-        schedule,
-        xp,
-        steps,
-        model_output,
-        x_t,
-        t,
-        (prediction_type, clip_denoised, dynamic_threshold),
-    )
+    options = (prediction_type, clip_denoised, dynamic_threshold)
+    x_0_hat, _ = _estimates(schedule, xp, steps, model_output, x_t, t, options)
     # Ho et al. 2020, eq. 7 and algorithm 2: posterior mean at x_0_hat plus noise
     terms = [
         (gather(schedule, "posterior_mean_coef_x0", steps, xp, x_t), x_0_hat),
@@ -662,15 +655,8 @@ def ddim_step(
     check_out(xp, "x_t", x_t, out)
     prev, final = _previous(xp, schedule, t_prev, steps, x_t)
 
-    x_0_hat, eps_hat = _estimates(
-        schedule,
-        xp,
-        steps,
-        model_output,
-        x_t,
-        t,
-        (prediction_type, clip_denoised, dynamic_threshold),
-    )
+    options = (prediction_type, clip_denoised, dynamic_threshold)
+    x_0_hat, eps_hat = _estimates(schedule, xp, steps, model_output, x_t, t, options)
     la_t, l1m_t, la_p, l1m_p, mod = _step_logs(
         schedule, xp, steps, prev, final, final_alpha_cumprod, x_t
     )
