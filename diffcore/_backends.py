@@ -222,6 +222,9 @@ class NumPyBackend(Backend):
         self, xp: Namespace, terms: Terms, dtype: Any, out: Array | None = None
     ) -> Array:
         count = _blocked.threads()  # on every call: a bad value never hides
+        if out is not None and not out.flags.writeable:
+            msg = "out must be a writeable array; got a read-only NumPy array"
+            raise ValueError(msg)
         arrays = [array for _, array in terms]
         if compute_dtype(xp, dtype) != dtype or any(
             array.dtype != dtype for array in arrays
@@ -229,9 +232,6 @@ class NumPyBackend(Backend):
             return super().linear(xp, terms, dtype, out)
         if out is None:
             out = np.empty(arrays[0].shape, dtype=dtype)
-        elif not out.flags.writeable:
-            msg = "out must be a writeable array; got a read-only NumPy array"
-            raise ValueError(msg)
         elif self.clobbers(out, terms):
             return super().linear(xp, terms, dtype, out)
         return _blocked.linear(terms, out, count)

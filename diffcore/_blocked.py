@@ -42,8 +42,8 @@ BLOCK = 1 << 17
 # Arrays of at least this many elements (4 MiB of float32) use threads; below
 # it, handing work to a thread costs more than it saves.
 THREADED = 1 << 20
-# Rows at least this long are cut into one-dimensional pieces with scalar
-# coefficients; shorter rows go several to a two-dimensional block.
+# On one thread, rows at least this long are cut into one-dimensional pieces
+# with Python-float coefficients; otherwise rows go to two-dimensional blocks.
 SEGMENT = BLOCK // 4
 ENV = "DIFFCORE_NUM_THREADS"
 
@@ -75,18 +75,13 @@ def linear(
     coefs, flat = rows
     batch, width = flat.shape
     count = count if out.size >= THREADED else 1
+    work: list[Any]
     if width >= SEGMENT and count == 1:
-        # Long rows on one thread: one-dimensional pieces of a row, each
-        # coefficient a Python float (the float32/float64 value exactly),
-        # NumPy's fastest loops.  (With threads, the twice as many ufunc calls
-        # contend for the GIL and cost more than they save: measured.)
+        # Long rows on one thread: one-dimensional pieces (with threads, their
+        # twice as many ufunc calls contend for the GIL and lose: measured).
         scalars = [c.ravel().tolist() for c in coefs]
         flats = [array.reshape(-1) for _, array in terms]
-        work: list[Any] = [
-            (r, r * width + lo, r * width + min(lo + BLOCK, width))
-            for r in range(batch)
-            for lo in range(0, width, BLOCK)
-        ]
+        work = _pieces(batch, width)
         run = functools.partial(_combine_pieces, scalars, flats, out.reshape(-1))
     else:
         views = [array.reshape(flat.shape) for _, array in terms]
@@ -169,6 +164,15 @@ def _blocks(shape: tuple[int, int]) -> list[Block]:
         ]
     step = max(1, BLOCK // width)
     return [(slice(lo, lo + step), slice(None)) for lo in range(0, batch, step)]
+
+
+def _pieces(batch: int, width: int) -> list[tuple[int, int, int]]:
+    """(row, start, stop) of a flattened (B, N) array, within rows, <= BLOCK."""
+    return [
+        (r, r * width + lo, r * width + min(lo + BLOCK, width))
+        for r in range(batch)
+        for lo in range(0, width, BLOCK)
+    ]
 
 
 def _shares(blocks: list[Any], count: int) -> list[list[Any]]:
