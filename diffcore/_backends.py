@@ -218,6 +218,12 @@ class NumPyBackend(Backend):
     def may_share_memory(self, a: Array, b: Array) -> bool:
         return bool(np.may_share_memory(a, b))
 
+    def total(self, xp: Namespace, x: Array) -> float | None:
+        # In float64 and quietly: a float16 sum overflows (and NumPy warns)
+        # long before its entries stop being finite.
+        with np.errstate(all="ignore"):
+            return float(np.add.reduce(x, axis=None, dtype=np.float64))
+
     def linear(
         self, xp: Namespace, terms: Terms, dtype: Any, out: Array | None = None
     ) -> Array:

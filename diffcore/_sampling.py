@@ -331,8 +331,9 @@ def ddpm_step(
         log_std = 0.5 * upcast(xp, reverse.log_variance)
         std = xp.exp(log_std) * _nonzero(xp, steps, x_t)
         terms = [(1.0, reverse.mean), (std, noise)]
+        x_0_hat = _kept(xp, reverse.x_0_hat, out)
         x_prev = backend_for(x_t).linear(xp, terms, x_t.dtype, out)
-        return Step(x_prev, reverse.x_0_hat)
+        return Step(x_prev, x_0_hat)
 
     schedule, xp, steps = _setup(
         schedule, t, "x_t", x_t, model_output=model_output, noise=noise
@@ -341,6 +342,7 @@ def ddpm_step(
     _check_finite(xp, "model_output", model_output)
     options = (prediction_type, clip_denoised, dynamic_threshold)
     x_0_hat, _ = _estimates(schedule, xp, steps, model_output, x_t, t, options)
+    kept = _kept(xp, x_0_hat, out)
     # Ho et al. 2020, eq. 7 and algorithm 2: posterior mean at x_0_hat plus noise
     terms = [
         (gather(schedule, "posterior_mean_coef_x0", steps, xp, x_t), x_0_hat),
@@ -348,7 +350,7 @@ def ddpm_step(
         (_fixed_std(schedule, xp, steps, x_t, variance_type), noise),
     ]
     x_prev = backend_for(x_t).linear(xp, terms, x_t.dtype, out)
-    return Step(x_prev, x_0_hat)
+    return Step(x_prev, kept)
 
 
 def _estimates(
@@ -379,6 +381,17 @@ def _estimates(
         clip_denoised=clip_denoised,
         dynamic_threshold=dynamic_threshold,
     )
+
+
+def _kept(xp: Namespace, x_0_hat: Array, out: Array | None) -> Array:
+    """x_0_hat, copied when writing ``out`` would overwrite it.
+
+    With x_0-prediction x_0_hat is the model output itself, which may be
+    ``out``; the step returns x_0_hat, so it must survive the write.
+    """
+    if out is None or not backend_for(out).may_share_memory(out, x_0_hat):
+        return x_0_hat
+    return xp.asarray(x_0_hat, copy=True)
 
 
 def _fixed_std(
@@ -678,7 +691,8 @@ def ddim_step(
     terms = [(a, x_0_hat), (b, eps_hat)]
     if noise is not None and eta > 0.0:
         terms.append((c, noise))
-    return Step(backend_for(x_t).linear(xp, terms, x_t.dtype, out), x_0_hat)
+    kept = _kept(xp, x_0_hat, out)
+    return Step(backend_for(x_t).linear(xp, terms, x_t.dtype, out), kept)
 
 
 def dpmpp_2m_step(

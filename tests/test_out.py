@@ -283,7 +283,7 @@ def test_read_only_out_is_named() -> None:
 def test_torch_out_with_inputs_that_need_gradients_is_named() -> None:
     torch = pytest.importorskip("torch", reason="torch is not installed")
     x = torch.ones(2, 3, requires_grad=True)
-    with pytest.raises(ValueError, match="out must be None when an input requires"):
+    with pytest.raises(ValueError, match="out must be None when out or an input"):
         diffcore.q_sample(SCHEDULE, x, 3, torch.ones(2, 3), out=torch.empty(2, 3))
     with torch.no_grad():
         diffcore.q_sample(SCHEDULE, x, 3, torch.ones(2, 3), out=torch.empty(2, 3))
@@ -324,3 +324,53 @@ def test_a_forked_child_gets_a_working_thread_pool() -> None:
         [sys.executable, "-c", FORK_SCRIPT], env=env, timeout=60, check=False
     )
     assert done.returncode == 0
+
+
+def test_torch_out_overlapping_an_input_on_another_storage_is_right() -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    buffer = np.arange(1, 10, dtype=np.float32)
+    # Three tensors over one NumPy buffer: three storages, overlapping memory.
+    x_0 = torch.from_numpy(buffer[0:4]).reshape(1, 4)
+    noise = torch.from_numpy(buffer[4:8]).reshape(1, 4)
+    out = torch.from_numpy(buffer[5:9]).reshape(1, 4)
+    t = torch.tensor([500])
+    expected = diffcore.q_sample(SCHEDULE, x_0, t, noise)
+
+    diffcore.q_sample(SCHEDULE, x_0, t, noise, out=out)
+
+    torch.testing.assert_close(out, expected)
+
+
+def test_torch_out_that_needs_gradients_is_named() -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    x, out = torch.ones(2, 3), torch.zeros(2, 3, requires_grad=True)
+    with pytest.raises(ValueError, match="out must be None when out or an input"):
+        diffcore.q_sample(SCHEDULE, x, 3, x, out=out)
+
+
+def test_float16_model_outputs_whose_sum_overflows_give_no_warning() -> None:
+    # 70,000 ones sum past float16's largest value, 65,504; every entry is finite.
+    model_output = np.ones((1, 70_000), np.float16)
+    x = np.zeros_like(model_output)
+    step = diffcore.ddpm_step(SCHEDULE, model_output, x, np.array([10]), x)
+    assert np.all(np.isfinite(step.x_prev))
+    with pytest.raises(ValueError, match="model_output must be finite"):
+        model_output[0, 5] = np.inf
+        diffcore.ddim_step(SCHEDULE, model_output, x, 10, 5)
+
+
+@pytest.mark.parametrize("step", ["ddpm", "ddim"])
+def test_x_0_hat_survives_an_out_that_is_the_model_output(step: str) -> None:
+    rng = np.random.default_rng(4)
+    x_0_pred, x_t, z = (rng.standard_normal((2, 3)) for _ in range(3))
+    keep = x_0_pred.copy()
+    if step == "ddpm":
+        result = diffcore.ddpm_step(
+            SCHEDULE, x_0_pred, x_t, 10, z, prediction_type="sample", out=x_0_pred
+        )
+    else:
+        result = diffcore.ddim_step(
+            SCHEDULE, x_0_pred, x_t, 10, 5, prediction_type="sample", out=x_0_pred
+        )
+    np.testing.assert_array_equal(result.x_0_hat, keep)
+    assert result.x_prev is x_0_pred

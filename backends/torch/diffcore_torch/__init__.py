@@ -120,11 +120,14 @@ class TorchBackend(Backend):
         return x.detach().numpy() if x.requires_grad else x.numpy()
 
     def may_share_memory(self, a: torch.Tensor, b: torch.Tensor) -> bool:
-        # One storage is a cautious answer: views of it may not overlap.
-        return bool(
-            a.device == b.device
-            and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
-        )
+        # Overlapping address ranges (as numpy.may_share_memory): tensors on
+        # different storages may still share memory (from_numpy of two views).
+        if a.device != b.device:
+            return False
+        if a.device.type == "meta":
+            return True
+        (a_start, a_end), (b_start, b_end) = _extent(a), _extent(b)
+        return a_start < b_end and b_start < a_end
 
     def total(self, xp: Any, x: torch.Tensor) -> float | None:
         if not self.readable(x):
@@ -137,17 +140,27 @@ class TorchBackend(Backend):
         return super().table(schedule, name, xp, device, dtype)
 
 
+def _extent(x: torch.Tensor) -> tuple[int, int]:
+    """The first and one-past-last byte addresses that x's elements occupy."""
+    start = x.data_ptr()
+    if x.numel() == 0:
+        return start, start
+    pairs = zip(x.shape, x.stride(), strict=True)
+    last = sum((size - 1) * stride for size, stride in pairs)
+    return start, start + (last + 1) * x.element_size()
+
+
 def _check_out(terms: Terms, out: torch.Tensor) -> None:
-    """out= kernels record no gradient: refuse inputs that need one."""
+    """out= kernels record no gradient: refuse out or inputs that need one."""
     if not torch.is_grad_enabled():
         return
-    if any(
+    if out.requires_grad or any(
         array.requires_grad or getattr(coef, "requires_grad", False)
         for coef, array in terms
     ):
         msg = (
-            "out must be None when an input requires grad: writing into out is "
-            "not differentiable (drop out=, or run under torch.no_grad())"
+            "out must be None when out or an input requires grad: writing into "
+            "out is not differentiable (drop out=, or run under torch.no_grad())"
         )
         raise ValueError(msg)
 
