@@ -523,6 +523,12 @@ def format_rows(rows: list[Row]) -> str:
         f"machine: {machine()}",
         f"versions: {versions()}",
         "",
+        "x copy: the time as a multiple of the same framework's copy of one input "
+        "into a preallocated array.  competitor / diffcore: the competitor's time "
+        "over the diffcore row it replaces (the allocating one for q_sample); "
+        "above 1, diffcore is faster.  Import rows: a fresh interpreter, "
+        "cumulative, in microseconds.",
+        "",
         "| case | shape | contender | time (us) | x copy | competitor / diffcore |",
         "|---|---|---|---|---|---|",
     ]
