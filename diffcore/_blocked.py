@@ -54,7 +54,7 @@ _pool_lock = threading.Lock()
 _local = threading.local()
 
 
-# TODO(#7): 2.0-2.1 copies at 16 MiB in benchmarks/run.py (target 2.0; 1.7-1.9
+# TODO(#7): 1.9-2.1 copies at 16 MiB in benchmarks/run.py (target 2.0; 1.7-1.9
 # timed alone); three ufunc passes per block, as NumPy has no fused
 # multiply-add, and one thread alone measures 2.7.
 def linear(
