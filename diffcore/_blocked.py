@@ -67,6 +67,11 @@ def linear(
     that is not C-contiguous, takes the whole-array path.  Arrays of
     THREADED elements or more are shared among ``count`` threads.
     """
+    if out.size > BLOCK and not out.flags.c_contiguous and _contiguous(terms):
+        # Formed in C order and copied across once: ufuncs that write a
+        # Fortran-ordered out from C-ordered inputs are many times slower.
+        np.copyto(out, linear(terms, np.empty(out.shape, out.dtype), count))
+        return out
     rows = None if out.size <= BLOCK else _rows(terms, out)
     if rows is None:
         _ufunc_linear(terms, out)
@@ -237,13 +242,15 @@ def _scratch(dtype: Any) -> np.ndarray[Any, Any]:
     return found
 
 
+def _contiguous(terms: Terms) -> bool:
+    return all(array.flags.c_contiguous for _, array in terms)
+
+
 def _rows(
     terms: Terms, out: np.ndarray[Any, Any]
 ) -> tuple[list[Any], np.ndarray[Any, Any]] | None:
     """Coefficients as (B, 1) columns and out as a (B, N) view, when possible."""
-    if out.ndim == 0 or not out.flags.c_contiguous:
-        return None
-    if not all(array.flags.c_contiguous for _, array in terms):
+    if out.ndim == 0 or not out.flags.c_contiguous or not _contiguous(terms):
         return None
     batch = out.shape[0]
     coefs: list[Any] = []

@@ -374,3 +374,20 @@ def test_x_0_hat_survives_an_out_that_is_the_model_output(step: str) -> None:
         )
     np.testing.assert_array_equal(result.x_0_hat, keep)
     assert result.x_prev is x_0_pred
+
+
+@pytest.mark.parametrize("order", ["F", "strided"])
+def test_large_out_in_another_layout_holds_the_allocating_result(order: str) -> None:
+    rng = np.random.default_rng(9)
+    x_0, noise = (
+        rng.standard_normal((3, 2, 300, 300)).astype(np.float32) for _ in "ab"
+    )
+    t = np.array([1, 400, 999])
+    if order == "F":
+        out = np.empty(x_0.shape, np.float32, order="F")
+    else:
+        out = np.empty((3, 2, 300, 600), np.float32)[..., ::2]
+
+    diffcore.q_sample(SCHEDULE, x_0, t, noise, out=out)
+
+    np.testing.assert_array_equal(out, diffcore.q_sample(SCHEDULE, x_0, t, noise))
