@@ -50,10 +50,14 @@ def namespace(**arrays: Array) -> Namespace:
 
 def namespace_of_all(arrays: dict[str, Array]) -> Namespace:
     """:func:`namespace` for a dict of named arrays."""
-    kinds = {type(value) for value in arrays.values()}
-    if len(kinds) == 1:
-        found = _NAMESPACES.get(kinds.pop())
-        if found is not None:
+    values = iter(arrays.values())
+    kind = type(next(values))
+    found = _NAMESPACES.get(kind)
+    if found is not None:
+        for value in values:
+            if type(value) is not kind:
+                break
+        else:
             return found
 
     libraries = {}
@@ -119,7 +123,7 @@ def check_like_all(reference: str, arrays: dict[str, Array]) -> None:
     backend = backend_for(ref)
     shape, dtype, device = ref.shape, ref.dtype, backend.device(ref)
     for name, value in arrays.items():
-        if name == reference:
+        if value is ref:
             continue
         if value.shape != shape and tuple(value.shape) != tuple(shape):
             msg = (
@@ -232,19 +236,21 @@ def _bounds(values: np.ndarray[Any, Any]) -> tuple[Any, Any]:
     return values.min(), values.max()
 
 
-def _check_range(name: str, values: np.ndarray[Any, Any], size: int) -> None:
-    low, high = _bounds(values)
-    if low < 0 or high >= size:
-        raise ValueError(_range_message(name, size, low, high))
-
-
-def _single(host: np.ndarray[Any, Any]) -> int | None:
-    """The one timestep of a one-value host array as a Python int, else None.
+def _check_range(name: str, values: np.ndarray[Any, Any], size: int) -> int | None:
+    """Raise unless every value lies in [0, size); return a lone value as an int.
 
     One value gathers to Python floats, as an int timestep does: the backend
     rounds them once, and no coefficient array is built or placed.
     """
-    return int(host.item()) if host.size == 1 else None
+    if values.size == 1:
+        value = int(values.item())
+        if not 0 <= value < size:
+            raise ValueError(_range_message(name, size, value, value))
+        return value
+    low, high = _bounds(values)
+    if low < 0 or high >= size:
+        raise ValueError(_range_message(name, size, low, high))
+    return None
 
 
 def _range_message(name: str, size: int, low: Any, high: Any) -> str:
@@ -260,7 +266,7 @@ def _check_shape(name: str, ndim: int, shape: tuple[int, ...], x: Array) -> None
         batch = x.shape[0] if x.ndim else "none (x is 0-d)"
         msg = (
             f"{name} must be a scalar or have shape (B,) with B = x.shape[0] "
-            f"= {batch}; got shape {shape}"
+            f"= {batch}; got shape {tuple(shape)}"
         )
         raise ValueError(msg)
 
@@ -293,7 +299,7 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
     t_xp = namespace_of(t)
     if t_xp is not xp:
         _check_integral(t_xp, t, name)
-        _check_shape(name, t.ndim, tuple(t.shape), x)
+        _check_shape(name, t.ndim, t.shape, x)
         # A timestep array from another library (say a CPU tensor with NumPy
         # samples) is read on the host and placed like x.
         return _host_steps(xp, np.asarray(t), size, x, name)
@@ -303,18 +309,15 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
 def _library_steps(xp: Namespace, t: Array, size: int, x: Array, name: str) -> Steps:
     """Timesteps given as an array of the samples' own library."""
     _check_integral(xp, t, name)
-    _check_shape(name, t.ndim, tuple(t.shape), x)
+    ndim = t.ndim
+    _check_shape(name, ndim, t.shape, x)
     host = backend_for(t).host(t)
     if host is not None:
         if host.dtype != np.int64:
             host = host.astype(np.int64)
-        _check_range(name, host, size)
+        single = _check_range(name, host, size)
         return Steps(
-            host,
-            _single(host),
-            None,
-            t.ndim,
-            lambda: _to_device_of(xp, _int64(xp, t), x),
+            host, single, None, ndim, lambda: _to_device_of(xp, _int64(xp, t), x)
         )
 
     index = _to_device_of(xp, _int64(xp, t), x)
@@ -355,15 +358,12 @@ def _host_steps(
         msg = f"{name} must have an integer dtype; got {host.dtype}"
         raise TypeError(msg)
     _check_shape(name, host.ndim, host.shape, x)
-    _check_range(name, host, size)
+    single = _check_range(name, host, size)
     host = host.astype(np.int64)
     if xp is np:
-        single = _single(host)
         return Steps(host, host if single is None else single, None, host.ndim)
     device = backend_for(x).device(x)
-    return Steps(
-        host, _single(host), None, host.ndim, lambda: xp.asarray(host, device=device)
-    )
+    return Steps(host, single, None, host.ndim, lambda: xp.asarray(host, device=device))
 
 
 def _to_device_of(xp: Namespace, a: Array, x: Array) -> Array:

@@ -77,7 +77,7 @@ class TorchBackend(Backend):
         return x.device
 
     def from_host(self, xp: Any, values: np.ndarray[Any, Any], x: torch.Tensor) -> Any:
-        if x.device.type == "cpu" and not torch.compiler.is_compiling():
+        if x.is_cpu and not torch.compiler.is_compiling():
             return torch.from_numpy(values)
         return torch.as_tensor(values, device=x.device)
 
@@ -112,10 +112,10 @@ class TorchBackend(Backend):
         return total if total.dtype == dtype else total.to(dtype)
 
     def readable(self, x: torch.Tensor) -> bool:
-        return x.device.type == "cpu" and not torch.compiler.is_compiling()
+        return x.is_cpu and not torch.compiler.is_compiling()
 
     def host(self, x: torch.Tensor) -> np.ndarray[Any, Any] | None:
-        if x.device.type != "cpu" or torch.compiler.is_compiling():
+        if not x.is_cpu or torch.compiler.is_compiling():
             return None
         return x.detach().numpy() if x.requires_grad else x.numpy()
 
