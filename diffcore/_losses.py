@@ -8,13 +8,13 @@ squared error estimates (the simple loss, Min-SNR-gamma, or the bound).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-import array_api_compat as compat
 import numpy as np
 from numpy.typing import NDArray
 
-from ._arrays import Array, finish, from_host, upcast
+from ._arrays import Array, finish, gather, upcast
 from ._forward import _setup
 from ._likelihood import mean_over_dims
 from ._parameterisation import velocity
@@ -136,13 +136,35 @@ def loss_weights(
     (0.00050005, 1.0)
     """
     schedule = as_schedule(schedule)
+    _check_weighting(weighting, prediction_type, gamma, variance_type)
+    return _weights(schedule, weighting, prediction_type, gamma, variance_type)
+
+
+def _check_weighting(
+    weighting: str, prediction_type: str, gamma: Any, variance_type: str
+) -> None:
     check_choice("weighting", weighting, _WEIGHTINGS)
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
     check_choice("variance_type", variance_type, _VARIANCES)
-    if not (isinstance(gamma, (int, float)) and gamma > 0 and np.isfinite(gamma)):
+    value = math.nan
+    if isinstance(gamma, (int, float)) and not isinstance(gamma, bool):
+        try:
+            value = float(gamma)
+        except OverflowError:  # an int beyond float64
+            value = math.inf
+    if not (value > 0 and math.isfinite(value)):
         msg = f"gamma must be a positive finite number; got {gamma!r}"
         raise ValueError(msg)
 
+
+def _weights(
+    schedule: Schedule,
+    weighting: str,
+    prediction_type: str,
+    gamma: float,
+    variance_type: str,
+) -> Float64Array:
+    """The weight table of checked options."""
     snr, ab = schedule.snr, schedule.alphas_cumprod
     if weighting == "simple":
         return np.ones(len(schedule))
@@ -224,30 +246,23 @@ def diffusion_loss(
     >>> diffcore.diffusion_loss(s, np.zeros((2, 4)), x_0, 10, noise).tolist()
     [1.0, 1.0]
     """
-    table = loss_weights(
-        schedule,
-        weighting,
-        prediction_type,
-        gamma=gamma,
-        variance_type=variance_type,
-    )
+    schedule = as_schedule(schedule)
+    _check_weighting(weighting, prediction_type, gamma, variance_type)
     schedule, xp, steps = _setup(
         schedule, t, "x_0", x_0, noise=noise, prediction=prediction
     )
     target = training_target(schedule, x_0, t, noise, prediction_type)
     error = mean_over_dims(xp, (upcast(xp, prediction) - upcast(xp, target)) ** 2)
-    weight = _weights_at(xp, table, steps, error)
+    # The table is kept by the schedule, so its host, rounded and device
+    # copies are built once, and gathered like any other table.
+    name = f"loss_weights:{weighting}:{prediction_type}:{float(gamma)!r}"
+    name += f":{variance_type}"
+    schedule._keep(
+        name,
+        lambda: _weights(schedule, weighting, prediction_type, gamma, variance_type),
+    )
+    weight = gather(schedule, name, steps, xp, error)
     return finish(xp, weight * error, error.dtype)
-
-
-# TODO(#7): the weight table is rebuilt per call, and for device timesteps copied
-# to the device per call, outside the schedule's device-table cache.
-def _weights_at(xp: Any, table: Float64Array, steps: Any, error: Array) -> Any:
-    """The weight table at the timesteps, shaped like the per-sample error."""
-    if steps.host is not None:
-        return from_host(xp, table[steps.host], error)
-    device_table = xp.asarray(table, dtype=error.dtype, device=compat.device(error))
-    return xp.take(device_table, steps.index, axis=0)
 
 
 def _check_size(name: str, value: Any) -> int:

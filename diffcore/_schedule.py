@@ -829,6 +829,17 @@ class Schedule:
         """The private, owning copy of a table (public or derived), built once."""
         return self._extra[name]
 
+    def _keep(self, name: str, build: Callable[[], Float64Array]) -> None:
+        """Keep a table derived from the schedule under ``name``, built once.
+
+        Derived tables are gathered like the schedule's own (host, device and
+        rounded copies cached); one is kept per distinct name.
+        """
+        if name not in self._extra:
+            table = _readonly(build())
+            with self._lock:
+                self._extra.setdefault(name, table)
+
     def _host_table(self, name: str, dtype: Any) -> NDArray[Any]:
         """Table ``name`` rounded once to NumPy float32 or float64, cached."""
         key = ("host", name, dtype)

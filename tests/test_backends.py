@@ -417,6 +417,33 @@ def test_jax_jit_over_core_functions() -> None:
     np.testing.assert_array_equal(np.asarray(draw), np.asarray(again))
 
 
+def test_jax_jit_diffusion_loss_gathers_weights_on_the_device() -> None:
+    jax = jax_or_skip()
+    import jax.numpy as jnp
+
+    x_np, noise_np = (v.astype(np.float32) for v in data())
+    prediction_np = noise_np[::-1].copy()
+    t = np.asarray(T)
+    options = {"weighting": "min_snr", "gamma": 3.0, "prediction_type": "v"}
+    loss = jax.jit(
+        lambda p, x, t, e: diffcore.diffusion_loss(SCHEDULE, p, x, t, e, **options)
+    )
+    args = (prediction_np, x_np, t, noise_np)
+    got = loss(*(jnp.asarray(a) for a in args))
+    want = diffcore.diffusion_loss(SCHEDULE, *args, **options)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5)
+    # A timestep outside [0, T) poisons its sample's loss under jit (the eps
+    # target gathers nothing, so only the weight can carry the NaN).
+    eps_loss = jax.jit(
+        lambda p, x, t, e: diffcore.diffusion_loss(
+            SCHEDULE, p, x, t, e, weighting="min_snr"
+        )
+    )
+    bad_t = np.array([0, 10, 10**6, 999])
+    bad = eps_loss(*(jnp.asarray(a) for a in (prediction_np, x_np, bad_t, noise_np)))
+    assert np.isnan(np.asarray(bad)).tolist() == [False, False, True, False]
+
+
 def test_jax_vmap_over_core_functions() -> None:
     jax = jax_or_skip()
     import jax.numpy as jnp

@@ -245,8 +245,13 @@ def test_min_snr_weights() -> None:
         diffcore.loss_weights(s, "min_snr", "v", gamma=5.0),
         np.minimum(snr, 5) / (snr + 1),
     )
-    with pytest.raises(ValueError, match="gamma"):
-        diffcore.loss_weights(s, "min_snr", gamma=0.0)
+    for gamma in (0.0, True, 10**400, float("nan"), "5"):
+        with pytest.raises(ValueError, match="gamma"):
+            diffcore.loss_weights(s, "min_snr", gamma=gamma)
+        with pytest.raises(ValueError, match="gamma"):
+            diffcore.diffusion_loss(
+                s, np.zeros(2), np.zeros(2), 1, np.zeros(2), gamma=gamma
+            )
     with pytest.raises(ValueError, match="weighting"):
         diffcore.loss_weights(s, "snr")
 
@@ -273,3 +278,34 @@ def test_sampler_bad_input() -> None:
         diffcore.LossHistorySampler(10, uniform_share=0.0)
     with pytest.raises(ValueError, match="t must lie"):
         diffcore.LossHistorySampler(10).update([10], [1.0])
+
+
+def test_diffusion_loss_builds_each_weight_table_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from diffcore import _losses
+
+    built: list[tuple[Any, ...]] = []
+    weights = _losses._weights
+
+    def counted(*args: Any) -> Any:
+        built.append(args[1:])
+        return weights(*args)
+
+    monkeypatch.setattr(_losses, "_weights", counted)
+    s = Schedule.linear(100)
+    rng = np.random.default_rng(2)
+    x_0, noise, prediction = rng.standard_normal((3, 3, 4))
+    t = np.array([0, 50, 99])
+    options = [("min_snr", 5.0), ("min_snr", 2.0), ("vlb", 5.0)]
+    for _ in range(3):
+        for weighting, gamma in options:
+            loss = diffcore.diffusion_loss(
+                s, prediction, x_0, t, noise, weighting=weighting, gamma=gamma
+            )
+            table = diffcore.loss_weights(s, weighting, gamma=gamma)
+            squared = ((prediction - noise) ** 2).mean(axis=1)
+            np.testing.assert_allclose(loss, table[t] * squared, rtol=1e-15)
+    # one table per (weighting, gamma), from the loss; loss_weights builds its own
+    assert len(built) == len(options) + 3 * len(options)
+    assert len({args for args in built}) == len(options)
