@@ -92,14 +92,12 @@ def namespace_of(x: Array) -> Namespace:
     return found
 
 
-def check_out(xp: Namespace, reference: str, x: Array, out: Array | None) -> None:
-    """Check that ``out`` can receive a result like x: library, shape, dtype, device.
+def check_writable(x: Array, out: Array) -> None:
+    """Raise a TypeError when x's library cannot write results into ``out``.
 
-    JAX and Dask arrays are immutable (or lazy) and refuse ``out`` with a
-    TypeError; pass nothing there and use the returned array.
+    JAX and Dask arrays are immutable (or lazy): pass nothing there and use
+    the returned array.
     """
-    if out is None:
-        return
     backend = backend_for(x)
     if not backend.writes_out:
         msg = (
@@ -108,8 +106,6 @@ def check_out(xp: Namespace, reference: str, x: Array, out: Array | None) -> Non
             "(use the returned array)"
         )
         raise TypeError(msg)
-    namespace(**{reference: x, "out": out})
-    check_like(xp, reference, **{reference: x, "out": out})
 
 
 def check_like(xp: Namespace, reference: str, **arrays: Array) -> None:

@@ -12,7 +12,7 @@ from ._arrays import (
     Steps,
     check_floating,
     check_like_all,
-    check_out,
+    check_writable,
     finish,
     from_host,
     gather,
@@ -28,14 +28,26 @@ MeanVariance = tuple[Array, Array, Array]
 
 
 def _setup(
-    schedule: Any, t: Any, x_name: str, x: Array, **more: Array
+    schedule: Any,
+    t: Any,
+    x_name: str,
+    x: Array,
+    *,
+    out: Array | None = None,
+    **more: Array,
 ) -> tuple[Schedule, Namespace, Steps]:
-    """Validate the schedule, the arrays and t once; return the namespace."""
+    """Validate the schedule, the arrays (``out`` too, when given) and t once.
+
+    Returns the schedule, the arrays' namespace and the timesteps.
+    """
     schedule = as_schedule(schedule)
     arrays = {x_name: x, **more}
+    if out is not None:
+        check_writable(x, out)
+        arrays["out"] = out
     xp = namespace_of_all(arrays)
     check_floating(xp, x_name, x)
-    if more:
+    if len(arrays) > 1:
         check_like_all(x_name, arrays)
     steps = timesteps(xp, t, len(schedule), x)
     return schedule, xp, steps
@@ -274,8 +286,7 @@ def q_sample(
     >>> x_t[:, 0].round(6).tolist()
     [0.01, 0.99998]
     """
-    schedule, xp, steps = _setup(schedule, t, "x_0", x_0, **given(noise))
-    check_out(xp, "x_0", x_0, out)
+    schedule, xp, steps = _setup(schedule, t, "x_0", x_0, out=out, **given(noise))
     noise = draw_noise(x_0, noise, generator, key)
     a = gather(schedule, "sqrt_alphas_cumprod", steps, xp, x_0)
     b = gather(schedule, "sqrt_one_minus_alphas_cumprod", steps, xp, x_0)

@@ -10,7 +10,6 @@ from ._arrays import (
     Array,
     Namespace,
     Steps,
-    check_out,
     from_host,
     gather,
     timesteps,
@@ -129,8 +128,9 @@ def q_posterior_sample(
     >>> x.tolist()
     [1.0, 1.0]
     """
-    schedule, xp, steps = _setup(schedule, t, "x_t", x_t, x_0=x_0, **given(noise))
-    check_out(xp, "x_t", x_t, out)
+    schedule, xp, steps = _setup(
+        schedule, t, "x_t", x_t, out=out, x_0=x_0, **given(noise)
+    )
     noise = draw_noise(x_t, noise, generator, key)
     terms = [
         (gather(schedule, "posterior_mean_coef_x0", steps, xp, x_t), x_0),

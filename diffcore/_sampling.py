@@ -22,7 +22,6 @@ from ._arrays import (
     _bounds,
     _readable,
     check_like,
-    check_out,
     expand,
     finish,
     from_host,
@@ -326,8 +325,7 @@ def ddpm_step(
             clip_denoised=clip_denoised,
             dynamic_threshold=dynamic_threshold,
         )
-        schedule, xp, steps = _setup(schedule, t, "x_t", x_t, noise=noise)
-        check_out(xp, "x_t", x_t, out)
+        schedule, xp, steps = _setup(schedule, t, "x_t", x_t, out=out, noise=noise)
         log_std = 0.5 * upcast(xp, reverse.log_variance)
         std = xp.exp(log_std) * _nonzero(xp, steps, x_t)
         terms = [(1.0, reverse.mean), (std, noise)]
@@ -336,9 +334,8 @@ def ddpm_step(
         return Step(x_prev, x_0_hat)
 
     schedule, xp, steps = _setup(
-        schedule, t, "x_t", x_t, model_output=model_output, noise=noise
+        schedule, t, "x_t", x_t, out=out, model_output=model_output, noise=noise
     )
-    check_out(xp, "x_t", x_t, out)
     _check_finite(xp, "model_output", model_output)
     options = (prediction_type, clip_denoised, dynamic_threshold)
     x_0_hat, _ = _estimates(schedule, xp, steps, model_output, x_t, t, options)
@@ -663,9 +660,8 @@ def ddim_step(
     more = {"model_output": model_output}
     if noise is not None:
         more["noise"] = noise
-    schedule, xp, steps = _setup(schedule, t, "x_t", x_t, **more)
+    schedule, xp, steps = _setup(schedule, t, "x_t", x_t, out=out, **more)
     _check_finite(xp, "model_output", model_output)
-    check_out(xp, "x_t", x_t, out)
     prev, final = _previous(xp, schedule, t_prev, steps, x_t)
 
     options = (prediction_type, clip_denoised, dynamic_threshold)

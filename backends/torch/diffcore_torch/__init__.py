@@ -126,8 +126,19 @@ class TorchBackend(Backend):
             return False
         if a.device.type == "meta":
             return True
-        (a_start, a_end), (b_start, b_end) = _extent(a), _extent(b)
-        return a_start < b_end and b_start < a_end
+        return _overlap(_extent(a), b)
+
+    def clobbers(self, out: torch.Tensor, terms: Terms) -> bool:
+        # Backend.clobbers with out's address range found once.
+        if out.is_meta:
+            return True
+        span, device = _extent(out), out.device
+        for index, (_, array) in enumerate(terms):
+            if index == 0 and array is out:
+                continue
+            if array.device == device and _overlap(span, array):
+                return True
+        return False
 
     def total(self, xp: Any, x: torch.Tensor) -> float | None:
         if not self.readable(x):
@@ -140,9 +151,17 @@ class TorchBackend(Backend):
         return super().table(schedule, name, xp, device, dtype)
 
 
+def _overlap(span: tuple[int, int], x: torch.Tensor) -> bool:
+    """Whether x's address range meets ``span``, another tensor's extent."""
+    start, end = _extent(x)
+    return start < span[1] and span[0] < end
+
+
 def _extent(x: torch.Tensor) -> tuple[int, int]:
     """The first and one-past-last byte addresses that x's elements occupy."""
     start = x.data_ptr()
+    if x.is_contiguous():
+        return start, start + x.numel() * x.element_size()
     if x.numel() == 0:
         return start, start
     pairs = zip(x.shape, x.stride(), strict=True)
