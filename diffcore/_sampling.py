@@ -510,8 +510,8 @@ def _final_logs(schedule: Schedule, final_alpha_cumprod: str) -> tuple[float, fl
     if final_alpha_cumprod == "one":
         return 0.0, -math.inf
     return (
-        float(schedule.log_alphas_cumprod[0]),
-        float(schedule.log_one_minus_alphas_cumprod[0]),
+        float(schedule._log_alphas_cumprod[0]),
+        float(schedule._log_one_minus_alphas_cumprod[0]),
     )
 
 
@@ -529,7 +529,7 @@ def _step_logs(
     Float64 NumPy values when every timestep was readable, else arrays on x's
     device; returns the namespace to compute with.
     """
-    la, l1m = schedule.log_alphas_cumprod, schedule.log_one_minus_alphas_cumprod
+    la, l1m = schedule._log_alphas_cumprod, schedule._log_one_minus_alphas_cumprod
     la_final, l1m_final = _final_logs(schedule, final_alpha_cumprod)
     if t.host is not None and prev.host is not None and isinstance(final, np.ndarray):
         if t.host.size == prev.host.size == 1:
@@ -774,7 +774,7 @@ def _dpmpp_2m(
 ) -> Array:
     """The DPM-Solver++(2M) update of :func:`dpmpp_2m_step`, on checked input."""
     la_final, l1m_final = _final_logs(schedule, final_alpha_cumprod)
-    la, l1m = schedule.log_alphas_cumprod, schedule.log_one_minus_alphas_cumprod
+    la, l1m = schedule._log_alphas_cumprod, schedule._log_one_minus_alphas_cumprod
     la_p = la_final if t_prev < 0 else float(la[t_prev])
     l1m_p = l1m_final if t_prev < 0 else float(l1m[t_prev])
     if math.isinf(l1m_p):
