@@ -7,6 +7,9 @@ PIP := $(BIN)/python -m pip install --quiet -c requirements/constraints.txt
 .PHONY: demo docs chromium test lint typecheck pytest clean
 
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { \
+		echo "diffcore needs Python 3.10 or newer; $(PYTHON) is older" \
+			"(pick another: make PYTHON=python3.11 ...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
@@ -32,10 +35,17 @@ docs: $(VENV)/.docs
 	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
 # Headless Chromium for tests/test_docs_browser.py, from Debian's archive.
+# Installing it needs root (CI runs as root); without root the browser test
+# skips, saying why.
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
-		apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else \
+			echo "chromium is missing and installing it needs root:" \
+				"the docs browser test will skip"; \
+		fi; }
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check .
