@@ -159,8 +159,10 @@ def _dtypes(xp: Namespace, dtype: Any) -> tuple[Any, Any]:
         return _DTYPES[key]
     except KeyError:
         pass
-    work = xp.float32 if xp.finfo(dtype).bits < 32 else dtype
-    host = np.float64 if str(work).rsplit(".", 1)[-1] == "float64" else np.float32
+    bits = xp.finfo(dtype).bits
+    work = xp.float32 if bits < 32 else dtype
+    # float64 and wider (NumPy's longdouble) gather from the float64 table.
+    host = np.float64 if bits >= 64 else np.float32
     _DTYPES[key] = (work, host)
     return work, host
 
