@@ -174,6 +174,8 @@ def dynamic_threshold_x_0(xp: Namespace, x_0: Array, percentile: float) -> Array
     interpolation between order statistics, as NumPy's default), floored at 1.
     """
     batch = x_0.shape[0] if x_0.ndim else 1
+    if 0 in x_0.shape:
+        return _threshold_nothing(x_0)
     flat = xp.reshape(xp.abs(upcast(xp, x_0)), (batch, -1))
     ordered = xp.sort(flat, axis=1)
 
@@ -188,6 +190,17 @@ def dynamic_threshold_x_0(xp: Namespace, x_0: Array, percentile: float) -> Array
 
     x = upcast(xp, x_0)
     return finish(xp, xp.minimum(xp.maximum(x, -s), s) / s, x_0.dtype)
+
+
+def _threshold_nothing(x_0: Array) -> Array:
+    """An empty batch, returned as it is; samples without entries, refused."""
+    if x_0.shape[0] == 0:
+        return x_0
+    msg = (
+        "x_t must have at least one entry per sample for dynamic_threshold, "
+        f"a percentile over each sample's entries; got shape {tuple(x_0.shape)}"
+    )
+    raise ValueError(msg)
 
 
 def predict_x_0_eps(

@@ -26,3 +26,22 @@ def test_long_double_samples_gather_float64_tables(t: Any) -> None:
     assert x_t.dtype == np.longdouble
     want = np.longdouble(SCHEDULE.sqrt_alphas_cumprod[500])
     assert np.all(x_t == want)
+
+
+# -- dynamic thresholding on empty batches and empty samples -----------------
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (0,), (0, 0)])
+def test_dynamic_threshold_of_an_empty_batch_is_empty(xp: Any, shape: Any) -> None:
+    x = xp.ones(shape, dtype=xp.float32)
+    t = xp.zeros((0,), dtype=xp.int64)
+    out = diffcore.p_mean_variance(SCHEDULE, x, x, t, dynamic_threshold=99.5)
+    assert tuple(out.mean.shape) == shape and out.mean.dtype == xp.float32
+    assert tuple(out.x_0_hat.shape) == shape
+
+
+def test_dynamic_threshold_refuses_samples_without_entries(xp: Any) -> None:
+    x = xp.ones((2, 0), dtype=xp.float32)
+    t = xp.zeros((2,), dtype=xp.int64)
+    with pytest.raises(ValueError, match=r"x_t must have at least one entry per"):
+        diffcore.p_mean_variance(SCHEDULE, x, x, t, dynamic_threshold=99.5)
