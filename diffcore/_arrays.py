@@ -174,8 +174,15 @@ def upcast(xp: Namespace, x: Array) -> Array:
 
 
 def finish(xp: Namespace, value: Array, dtype: Any) -> Array:
-    """Round a result computed in the compute dtype to the sample dtype, once."""
-    return value if value.dtype == dtype else xp.astype(value, dtype)
+    """Round a result computed in the compute dtype to the sample dtype, once.
+
+    NumPy arithmetic on 0-d arrays gives NumPy scalars; they leave as 0-d
+    arrays, so that array input always gives arrays.
+    """
+    value = value if value.dtype == dtype else xp.astype(value, dtype)
+    if xp is np and not value.ndim:
+        return np.asarray(value)
+    return value
 
 
 class Steps:

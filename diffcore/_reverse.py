@@ -269,7 +269,8 @@ def predict_x_0_eps(
         return x_0_hat, eps_hat
     _, xp, _ = _setup(schedule, t, "x_t", x_t)
     if clip_denoised is not None:
-        x_0_hat = xp.clip(x_0_hat, min=clip_denoised[0], max=clip_denoised[1])
+        lo, hi = clip_denoised
+        x_0_hat = finish(xp, xp.clip(x_0_hat, min=lo, max=hi), x_0_hat.dtype)
     else:
         x_0_hat = dynamic_threshold_x_0(xp, x_0_hat, float(dynamic_threshold or 0.0))
     return x_0_hat, eps_from_x_0(schedule, x_t, t, x_0_hat)

@@ -45,3 +45,48 @@ def test_dynamic_threshold_refuses_samples_without_entries(xp: Any) -> None:
     t = xp.zeros((2,), dtype=xp.int64)
     with pytest.raises(ValueError, match=r"x_t must have at least one entry per"):
         diffcore.p_mean_variance(SCHEDULE, x, x, t, dynamic_threshold=99.5)
+
+
+# -- 0-d NumPy arrays give 0-d arrays, never NumPy scalars -------------------
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"clip_denoised": (-1, 1)}, {"dynamic_threshold": 99.0}],
+    ids=["plain", "clip", "threshold"],
+)
+def test_zero_d_numpy_input_gives_zero_d_arrays(options: dict[str, Any]) -> None:
+    model_output, x_t = np.array(3.0), np.array(5.0)
+    results = [
+        *diffcore.predict_x_0_eps(SCHEDULE, model_output, x_t, 5, **options),
+        *diffcore.ddpm_step(SCHEDULE, model_output, x_t, 5, np.array(0.1), **options),
+        *diffcore.ddim_step(SCHEDULE, model_output, x_t, 5, 3, **options),
+        *diffcore.p_mean_variance(SCHEDULE, model_output, x_t, 5, **options),
+    ]
+    for result in results:
+        assert type(result) is np.ndarray and result.shape == ()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["eps_from_x_0", "score_from_eps", "eps_from_score", "x_0_from_eps"],
+)
+def test_zero_d_conversions_give_zero_d_arrays(name: str) -> None:
+    result = getattr(diffcore, name)(SCHEDULE, np.array(3.0), 5, np.array(0.5))
+    assert type(result) is np.ndarray and result.shape == ()
+
+
+def test_zero_d_q_mean_variance_gives_zero_d_arrays() -> None:
+    for result in diffcore.q_mean_variance(SCHEDULE, np.array(3.0), 5):
+        assert type(result) is np.ndarray and result.shape == ()
+
+
+def test_zero_d_clip_matches_one_d() -> None:
+    zero_d = diffcore.predict_x_0_eps(
+        SCHEDULE, np.array(3.0), np.array(5.0), 5, clip_denoised=(-1, 1)
+    )
+    one_d = diffcore.predict_x_0_eps(
+        SCHEDULE, np.array([3.0]), np.array([5.0]), 5, clip_denoised=(-1, 1)
+    )
+    for a, b in zip(zero_d, one_d, strict=True):
+        assert a == b[0]
