@@ -90,3 +90,24 @@ def test_zero_d_clip_matches_one_d() -> None:
     )
     for a, b in zip(zero_d, one_d, strict=True):
         assert a == b[0]
+
+
+# -- dtypes and devices torch cannot compute with -------------------------------
+
+
+def test_float8_samples_are_refused() -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    if not hasattr(torch, "float8_e4m3fn"):
+        pytest.skip("this torch has no float8")
+    x = torch.ones(2, 3).to(torch.float8_e4m3fn)
+    match = r"x_0 must have a real floating dtype of 16 bits or more .*float8_e4m3fn"
+    with pytest.raises(TypeError, match=match):
+        diffcore.q_sample(SCHEDULE, x, 5, x)
+
+
+def test_timesteps_on_the_meta_device_are_refused_for_cpu_samples() -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    x = torch.ones(2, 3)
+    t = torch.tensor([1, 2], device="meta")
+    with pytest.raises(ValueError, match=r"t must be on the samples' device, cpu"):
+        diffcore.q_sample(SCHEDULE, x, t, x)
