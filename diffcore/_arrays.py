@@ -310,6 +310,9 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
 
     if isinstance(t, (list, tuple)) or compat.is_numpy_array(t):
         host = np.asarray(t)
+        if host.size == 0 and isinstance(t, (list, tuple)):
+            # An empty list has no values to tell its dtype: no timesteps.
+            host = host.astype(np.int64)
         return _host_steps(xp, host, size, x, name)
 
     if not compat.is_array_api_obj(t):

@@ -10,6 +10,8 @@ import pytest
 import diffcore
 from diffcore import Schedule
 
+from ._helpers import to_numpy
+
 SCHEDULE = Schedule.linear(1000)
 
 
@@ -111,3 +113,80 @@ def test_timesteps_on_the_meta_device_are_refused_for_cpu_samples() -> None:
     t = torch.tensor([1, 2], device="meta")
     with pytest.raises(ValueError, match=r"t must be on the samples' device, cpu"):
         diffcore.q_sample(SCHEDULE, x, t, x)
+
+
+# -- small items ----------------------------------------------------------------
+
+
+def test_an_empty_list_of_timesteps_is_an_empty_int_array(xp: Any) -> None:
+    empty = xp.ones((0, 3), dtype=xp.float32)
+    x_t = diffcore.q_sample(SCHEDULE, empty, [], empty)
+    assert tuple(x_t.shape) == (0, 3)
+
+    x = xp.ones((2, 3), dtype=xp.float32)
+    with pytest.raises(ValueError, match=r"B = x.shape\[0\] = 2; got shape \(0,\)"):
+        diffcore.q_sample(SCHEDULE, x, [], x)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"clip_denoised": (np.float32(-1), np.float32(1))},
+        {"clip_denoised": (np.int64(-1), 1.0)},
+        {"dynamic_threshold": np.float32(99.5)},
+    ],
+    ids=["clip-float32", "clip-int64", "threshold-float32"],
+)
+def test_numpy_scalars_are_accepted_as_options(xp: Any, options: Any) -> None:
+    x = xp.asarray([[4.0, -0.5, 0.25]], dtype=xp.float32)
+    got = diffcore.predict_x_0_eps(SCHEDULE, x, x, 5, **options)
+    ((key, value),) = options.items()
+    plain = {key: tuple(map(float, value)) if key == "clip_denoised" else float(value)}
+    want = diffcore.predict_x_0_eps(SCHEDULE, x, x, 5, **plain)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"clip_denoised": (False, True)}, "clip_denoised must be None or a pair"),
+        ({"dynamic_threshold": np.True_}, "dynamic_threshold must be None or a"),
+        ({"dynamic_threshold": True}, "dynamic_threshold must be None or a"),
+    ],
+)
+def test_bools_are_refused_as_options(options: Any, match: str) -> None:
+    x = np.ones((1, 3))
+    with pytest.raises(TypeError, match=match):
+        diffcore.predict_x_0_eps(SCHEDULE, x, x, 5, **options)
+
+
+@pytest.mark.parametrize(
+    ("call", "values", "match"),
+    [
+        (
+            diffcore.sigmas_from_alphas_cumprod,
+            [0.5, 1.5, np.nan],
+            r"got alphas_cumprod\[1\] = 1.5$",
+        ),
+        (
+            diffcore.sigmas_from_alphas_cumprod,
+            [[0.5, 0.2], [-1.0, np.nan]],
+            r"got alphas_cumprod\[1, 0\] = -1.0$",
+        ),
+        (diffcore.sigmas_from_alphas_cumprod, np.nan, r"got alphas_cumprod = nan$"),
+        (
+            diffcore.alphas_cumprod_from_sigmas,
+            [0.5, np.nan, -1.0],
+            r"got sigmas\[1\] = nan$",
+        ),
+    ],
+)
+def test_range_errors_name_the_first_bad_entry(
+    xp: Any, call: Any, values: Any, match: str
+) -> None:
+    if xp.__name__ not in ("numpy", "array_api_strict", "array_api_compat.torch"):
+        pytest.skip(f"{xp.__name__} values are not read by this check")
+    array = xp.asarray(np.asarray(values), dtype=xp.float64)
+    with pytest.raises(ValueError, match=match):
+        call(array)
