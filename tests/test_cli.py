@@ -384,3 +384,18 @@ def test_import_diffcore_loads_no_cli_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+# -- a fresh user's trial: flat images, typed option names, odd folders -------
+
+
+def test_demo_refuses_an_image_of_one_flat_colour(tmp_path: Path) -> None:
+    image = tmp_path / "grey.png"
+    Image.new("L", (40, 30), 128).save(image)
+    result = run("demo", "--image", str(image), "--out", str(tmp_path / "o"), *SMALL)
+
+    assert_one_line_error(result)
+    assert "'--image'" in result.stderr and "has no variation" in result.stderr
+    assert "every pixel value is 128" in result.stderr
+    assert not (tmp_path / "o").exists()
+
