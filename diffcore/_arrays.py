@@ -141,10 +141,25 @@ def check_like_all(reference: str, arrays: dict[str, Array]) -> None:
 
 
 def check_floating(xp: Namespace, name: str, x: Array) -> None:
-    """Raise a TypeError unless x has a real floating dtype."""
-    if not _isdtype(xp, x.dtype, "real floating"):
-        msg = f"{name} must have a real floating dtype; got {x.dtype}"
+    """Raise a TypeError unless x has a real floating dtype of 16 bits or more."""
+    key = (xp.__name__, x.dtype, "sample")
+    found = _DTYPES.get(key)
+    if found is None:
+        found = (_sample_dtype_rule(xp, x.dtype), None)
+        _DTYPES[key] = found
+    if found[0]:
+        msg = f"{name} must have {found[0]}; got {x.dtype}"
         raise TypeError(msg)
+
+
+def _sample_dtype_rule(xp: Namespace, dtype: Any) -> str:
+    """The rule a sample dtype breaks, or "" when samples may have it."""
+    if not xp.isdtype(dtype, "real floating"):
+        return "a real floating dtype"
+    if xp.finfo(dtype).bits < 16:
+        # float8 formats store, but libraries do not compute in them.
+        return "a real floating dtype of 16 bits or more (float8 is for storage)"
+    return ""
 
 
 def compute_dtype(xp: Namespace, dtype: Any) -> Any:
@@ -159,8 +174,10 @@ def _dtypes(xp: Namespace, dtype: Any) -> tuple[Any, Any]:
         return _DTYPES[key]
     except KeyError:
         pass
-    work = xp.float32 if xp.finfo(dtype).bits < 32 else dtype
-    host = np.float64 if str(work).rsplit(".", 1)[-1] == "float64" else np.float32
+    bits = xp.finfo(dtype).bits
+    work = xp.float32 if bits < 32 else dtype
+    # float64 and wider (NumPy's longdouble) gather from the float64 table.
+    host = np.float64 if bits >= 64 else np.float32
     _DTYPES[key] = (work, host)
     return work, host
 
@@ -172,8 +189,15 @@ def upcast(xp: Namespace, x: Array) -> Array:
 
 
 def finish(xp: Namespace, value: Array, dtype: Any) -> Array:
-    """Round a result computed in the compute dtype to the sample dtype, once."""
-    return value if value.dtype == dtype else xp.astype(value, dtype)
+    """Round a result computed in the compute dtype to the sample dtype, once.
+
+    NumPy arithmetic on 0-d arrays gives NumPy scalars; they leave as 0-d
+    arrays, so that array input always gives arrays.
+    """
+    value = value if value.dtype == dtype else xp.astype(value, dtype)
+    if xp is np and not value.ndim:
+        return np.asarray(value)
+    return value
 
 
 class Steps:
@@ -286,6 +310,9 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
 
     if isinstance(t, (list, tuple)) or compat.is_numpy_array(t):
         host = np.asarray(t)
+        if host.size == 0 and isinstance(t, (list, tuple)):
+            # An empty list has no values to tell its dtype: no timesteps.
+            host = host.astype(np.int64)
         return _host_steps(xp, host, size, x, name)
 
     if not compat.is_array_api_obj(t):
@@ -313,10 +340,10 @@ def _library_steps(xp: Namespace, t: Array, size: int, x: Array, name: str) -> S
             host = host.astype(np.int64)
         single = _check_range(name, host, size)
         return Steps(
-            host, single, None, ndim, lambda: _to_device_of(xp, _int64(xp, t), x)
+            host, single, None, ndim, lambda: _to_device_of(xp, _int64(xp, t), x, name)
         )
 
-    index = _to_device_of(xp, _int64(xp, t), x)
+    index = _to_device_of(xp, _int64(xp, t), x, name)
     valid = (index >= 0) & (index < size)
     index = xp.where(valid, index, xp.zeros_like(index))
     return Steps(None, index, valid, t.ndim)
@@ -362,12 +389,20 @@ def _host_steps(
     return Steps(host, single, None, host.ndim, lambda: xp.asarray(host, device=device))
 
 
-def _to_device_of(xp: Namespace, a: Array, x: Array) -> Array:
+def _to_device_of(xp: Namespace, a: Array, x: Array, name: str = "t") -> Array:
     backend = backend_for(x)
-    device = backend.device(x)
-    if backend.device(a) == device:
+    device, here = backend.device(x), backend.device(a)
+    if here == device:
         return a
-    return compat.to_device(a, device)
+    try:
+        return compat.to_device(a, device)
+    except (NotImplementedError, RuntimeError) as error:
+        # A torch 'meta' tensor, for one, holds no values to copy.
+        msg = (
+            f"{name} must be on the samples' device, {device}, or on a device "
+            f"whose values can be copied there; got {name} on {here} ({error})"
+        )
+        raise ValueError(msg) from error
 
 
 def gather(

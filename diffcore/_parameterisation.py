@@ -22,6 +22,7 @@ from ._arrays import (
     namespace,
     upcast,
 )
+from ._backends import backend_for
 from ._forward import _setup, affine
 from ._schedule import Schedule
 
@@ -291,7 +292,8 @@ def alphas_cumprod_from_sigmas(sigmas: Array) -> Array:
     check_floating(xp, "sigmas", sigmas)
     sigma = upcast(xp, sigmas)
     if _readable_values(sigma) and bool(xp.any(~(sigma >= 0))):
-        msg = "sigmas must be non-negative with no NaN; got a negative or NaN entry"
+        entry = _first_bad("sigmas", sigmas, lambda v: ~(v >= 0))
+        msg = f"sigmas must be non-negative with no NaN; got {entry}"
         raise ValueError(msg)
     # 1 + sigma^2 overflows past sqrt(max); alpha_bar there is 0 to that precision.
     huge = sigma > float(xp.finfo(sigma.dtype).max) ** 0.5
@@ -309,5 +311,17 @@ def _readable_values(x: Array) -> bool:
 
 def _check_unit_interval(xp: Any, ab: Array) -> None:
     if _readable_values(ab) and bool(xp.any(~((ab >= 0) & (ab <= 1)))):
-        msg = "alphas_cumprod must lie in [0, 1] with no NaN; got an entry outside"
+        entry = _first_bad("alphas_cumprod", ab, lambda v: ~((v >= 0) & (v <= 1)))
+        msg = f"alphas_cumprod must lie in [0, 1] with no NaN; got {entry}"
         raise ValueError(msg)
+
+
+def _first_bad(name: str, x: Array, bad: Any) -> str:
+    """``name[i, j] = value`` for x's first entry where ``bad`` holds."""
+    host = backend_for(x).host(x)
+    values = np.asarray(host if host is not None else x)
+    where = tuple(int(i) for i in np.argwhere(bad(values))[0])
+    value = float(values[where])
+    if not where:
+        return f"{name} = {value!r}"
+    return f"{name}[{', '.join(map(str, where))}] = {value!r}"

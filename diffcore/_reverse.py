@@ -81,7 +81,7 @@ def _check_processing(clip_denoised: Any, dynamic_threshold: Any) -> float | Non
         raise ValueError(msg)
     if clip_denoised is not None:
         pair = tuple(clip_denoised) if isinstance(clip_denoised, (tuple, list)) else ()
-        if len(pair) != 2 or not all(isinstance(v, (int, float)) for v in pair):
+        if len(pair) != 2 or not all(_is_real(v) for v in pair):
             msg = (
                 f"clip_denoised must be None or a pair (lo, hi); got {clip_denoised!r}"
             )
@@ -93,9 +93,10 @@ def _check_processing(clip_denoised: Any, dynamic_threshold: Any) -> float | Non
         return dynamic_threshold
 
     p = dynamic_threshold
-    if isinstance(p, bool) or not isinstance(p, (int, float)):
+    if not _is_real(p):
         msg = f"dynamic_threshold must be None or a percentile; got {p!r}"
         raise TypeError(msg)
+    p = float(p)
     if not 0.0 < p <= 100.0:
         msg = f"dynamic_threshold must be a percentile in (0, 100]; got {p!r}"
         raise ValueError(msg)
@@ -108,6 +109,13 @@ def _check_processing(clip_denoised: Any, dynamic_threshold: Any) -> float | Non
         )
         warnings.warn(msg, UserWarning, stacklevel=3)
     return _Percentile(p)
+
+
+def _is_real(value: Any) -> bool:
+    """Whether value is a real number (NumPy scalars too), but not a bool."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    return isinstance(value, (int, float, np.integer, np.floating))
 
 
 def _check_finite(xp: Namespace, name: str, x: Array) -> None:
@@ -174,6 +182,8 @@ def dynamic_threshold_x_0(xp: Namespace, x_0: Array, percentile: float) -> Array
     interpolation between order statistics, as NumPy's default), floored at 1.
     """
     batch = x_0.shape[0] if x_0.ndim else 1
+    if 0 in x_0.shape:
+        return _threshold_nothing(x_0)
     flat = xp.reshape(xp.abs(upcast(xp, x_0)), (batch, -1))
     ordered = xp.sort(flat, axis=1)
 
@@ -188,6 +198,17 @@ def dynamic_threshold_x_0(xp: Namespace, x_0: Array, percentile: float) -> Array
 
     x = upcast(xp, x_0)
     return finish(xp, xp.minimum(xp.maximum(x, -s), s) / s, x_0.dtype)
+
+
+def _threshold_nothing(x_0: Array) -> Array:
+    """An empty batch, returned as it is; samples without entries, refused."""
+    if x_0.shape[0] == 0:
+        return x_0
+    msg = (
+        "x_t must have at least one entry per sample for dynamic_threshold, "
+        f"a percentile over each sample's entries; got shape {tuple(x_0.shape)}"
+    )
+    raise ValueError(msg)
 
 
 def predict_x_0_eps(
@@ -256,7 +277,8 @@ def predict_x_0_eps(
         return x_0_hat, eps_hat
     _, xp, _ = _setup(schedule, t, "x_t", x_t)
     if clip_denoised is not None:
-        x_0_hat = xp.clip(x_0_hat, min=clip_denoised[0], max=clip_denoised[1])
+        lo, hi = float(clip_denoised[0]), float(clip_denoised[1])
+        x_0_hat = finish(xp, xp.clip(x_0_hat, min=lo, max=hi), x_0_hat.dtype)
     else:
         x_0_hat = dynamic_threshold_x_0(xp, x_0_hat, float(dynamic_threshold or 0.0))
     return x_0_hat, eps_from_x_0(schedule, x_t, t, x_0_hat)

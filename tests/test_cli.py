@@ -384,3 +384,46 @@ def test_import_diffcore_loads_no_cli_library() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+# -- a fresh user's trial: flat images, typed option names, odd folders -------
+
+
+def test_demo_refuses_an_image_of_one_flat_colour(tmp_path: Path) -> None:
+    image = tmp_path / "grey.png"
+    Image.new("L", (40, 30), 128).save(image)
+    result = run("demo", "--image", str(image), "--out", str(tmp_path / "o"), *SMALL)
+
+    assert_one_line_error(result)
+    assert "'--image'" in result.stderr and "has no variation" in result.stderr
+    assert "every pixel value is 128" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_schedule_reports_an_unknown_option_as_typed() -> None:
+    result = run("schedule", "linear", "--scale-by-T")
+
+    assert_one_line_error(result)
+    assert "No such option '--scale-by-T'" in result.stderr
+
+
+@pytest.mark.parametrize("typed", ["scaled-linear", "sigmoid-alphas-cumprod"])
+def test_schedule_names_still_take_hyphens(typed: str) -> None:
+    result = run("schedule", typed, "--steps", "4", "--format", "csv")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_schedule_plot_into_proc_fails_before_any_output() -> None:
+    result = run("schedule", "linear", "--plot", "/proc/diffcore-plot.png")
+
+    assert_one_line_error(result)
+    assert "cannot be written" in result.stderr
+    assert result.stdout == ""
+
+
+def test_schedule_plot_probe_leaves_no_file_behind(tmp_path: Path) -> None:
+    result = run("schedule", "--plot", str(tmp_path / "plot.png"), "nope")
+
+    assert_one_line_error(result)
+    assert list(tmp_path.iterdir()) == []

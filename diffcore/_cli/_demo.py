@@ -324,6 +324,7 @@ def demo(
     lib = library(backend)
     source = image if image is not None else sample_photo()
     x_0 = load_image(source, max_side)
+    _check_contrast(source, x_0)
     _make_folder(out)
     click.echo(
         f"image: {source} -> {x_0.shape[2]} x {x_0.shape[1]} pixels, "
@@ -339,6 +340,18 @@ def demo(
     click.echo(f"done in {time.perf_counter() - started:.1f} s")
     if not passed:
         click.get_current_context().exit(1)
+
+
+def _check_contrast(source: Path, x_0: Pixels) -> None:
+    """Refuse an image of one flat colour: no slope of x_t on x_0 can be fitted."""
+    if float(np.ptp(x_0)) > 0.0:
+        return
+    level = round((float(x_0.flat[0]) + 1.0) * 127.5)
+    msg = (
+        f"the image {source} has no variation (every pixel value is {level}); "
+        "the demo fits x_t against x_0 and needs an image with some contrast"
+    )
+    raise click.BadParameter(msg, param_hint="'--image'")
 
 
 def _make_folder(out: Path) -> None:

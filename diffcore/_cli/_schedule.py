@@ -88,11 +88,40 @@ def _plot_path(
     if problem is not None:
         msg = f"{str(path)!r} cannot be written: {str(folder)!r} {problem}"
         raise click.BadParameter(msg, ctx, param)
+    _try_writing(path, ctx, param)
     return path
 
 
-@click.command(context_settings={"token_normalize_func": lambda s: s.replace("-", "_")})
-@click.argument("name", type=click.Choice(sorted(SCHEDULES)), metavar="NAME")
+def _try_writing(path: Path, ctx: click.Context, param: click.Parameter) -> None:
+    """Open path for appending (no truncation) and remove it if it was not there.
+
+    Permission bits do not tell everything: /proc, for one, looks writable to
+    root but takes no new files.
+    """
+    existed = path.exists()
+    try:
+        with path.open("ab"):
+            pass
+    except OSError as error:
+        msg = f"{str(path)!r} cannot be written: {error.strerror or error}"
+        raise click.BadParameter(msg, ctx, param) from None
+    if not existed:
+        path.unlink(missing_ok=True)
+
+
+class _ScheduleName(click.Choice):  # type: ignore[type-arg]
+    """A schedule name, read with hyphens or underscores alike."""
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> object:
+        if isinstance(value, str) and value.replace("-", "_") in self.choices:
+            return value.replace("-", "_")
+        return super().convert(value, param, ctx)
+
+
+@click.command()
+@click.argument("name", type=_ScheduleName(sorted(SCHEDULES)), metavar="NAME")
 @click.option(
     "--steps",
     "-T",
