@@ -36,6 +36,7 @@ _NUMPY_IS_COMPLIANT = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
 # Namespaces by array type, and (compute dtype, NumPy host dtype) by sample
 # dtype: looked up on every call, found once.
 _NAMESPACES: dict[type, Namespace] = {}
+_INT64 = np.dtype(np.int64)
 _DTYPES: dict[Any, tuple[Any, Any]] = {}
 
 
@@ -296,6 +297,8 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
     if xp is not np and _NAMESPACES.get(type(t)) is xp:
         # The common case first: an array of the samples' own library.
         return _library_steps(xp, t, size, x, name)
+    if type(t) is np.ndarray:
+        return _host_steps(xp, t, size, x, name)
     if isinstance(t, bool) or isinstance(t, np.bool_):
         msg = f"{name} must be an integer timestep; got the bool {t}"
         raise TypeError(msg)
@@ -377,12 +380,13 @@ def _int64(xp: Namespace, t: Array) -> Array:
 def _host_steps(
     xp: Namespace, host: np.ndarray[Any, Any], size: int, x: Array, name: str
 ) -> Steps:
-    if not np.issubdtype(host.dtype, np.integer):
+    if host.dtype.kind not in "iu":
         msg = f"{name} must have an integer dtype; got {host.dtype}"
         raise TypeError(msg)
     _check_shape(name, host.ndim, host.shape, x)
     single = _check_range(name, host, size)
-    host = host.astype(np.int64)
+    if host.dtype != _INT64:
+        host = host.astype(np.int64)
     if xp is np:
         return Steps(host, host if single is None else single, None, host.ndim)
     device = backend_for(x).device(x)
