@@ -77,7 +77,7 @@ def _check_count(name: str, value: Any, low: int = 1) -> int:
 
 def _round_half_even(num: NDArray[np.int64], den: int) -> NDArray[np.int64]:
     """num / den rounded to the nearest integer, ties to even (as np.round)."""
-    q, r = np.divmod(num, den)
+    q, r = num // den, num % den  # np.divmod has no loop for Python ints
     up = (2 * r > den) | ((2 * r == den) & (q % 2 == 1))
     rounded: NDArray[np.int64] = q + up
     return rounded
@@ -135,11 +135,20 @@ def timesteps_for(
     if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)):
         msg = f"offset must be an int; got {offset!r}"
         raise TypeError(msg)
+    if T >= 2**63:
+        msg = f"T must be below 2**63, so that timesteps fit in int64; got {T}"
+        raise ValueError(msg)
     if n > T:
         msg = f"n must be at most T = {T} sampling steps; got n = {n}"
         raise ValueError(msg)
+    if not -T < offset < T:
+        msg = f"offset must lie in (-T, T) = ({-T}, {T}); got {offset}"
+        raise ValueError(msg)
 
     i = np.arange(n, dtype=np.int64)
+    if n * T >= 2**63:
+        # Products such as (i + 1) T would overflow int64: Python ints instead.
+        i = i.astype(object)
     if spacing == "leading":
         steps = (T // n) * i
     elif spacing == "trailing":
@@ -154,7 +163,7 @@ def timesteps_for(
             f"[0, {T}): they would run from {steps[-1]} to {steps[0]}"
         )
         raise ValueError(msg)
-    return np.ascontiguousarray(steps)
+    return np.ascontiguousarray(steps, dtype=np.int64)
 
 
 def karras_sigmas(
