@@ -202,19 +202,41 @@ def karras_sigmas(
     [80.0, 2.5152, 0.002]
     """
     n = _check_count("n", n)
+    sigma_min = _check_real("sigma_min", sigma_min)
+    sigma_max = _check_real("sigma_max", sigma_max)
+    rho = _check_real("rho", rho)
     if not (0.0 < sigma_min < sigma_max < math.inf):
         msg = (
             "sigma_min and sigma_max must satisfy 0 < sigma_min < sigma_max < inf; "
             f"got sigma_min={sigma_min!r}, sigma_max={sigma_max!r}"
         )
         raise ValueError(msg)
-    if not rho > 0.0:
-        msg = f"rho must be positive; got {rho!r}"
+    if not 0.0 < rho < math.inf:
+        msg = f"rho must be positive and finite; got {rho!r}"
         raise ValueError(msg)
+
+    # sigma_max (1 + i/(n-1) (e^d - 1))^rho with d = log(sigma_min / sigma_max)
+    # / rho, in log space: the roots sigma^(1/rho) overflow for small rho.
     ramp = np.linspace(0.0, 1.0, n) if n > 1 else np.zeros(1)
-    lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
-    sigmas: NDArray[np.float64] = (hi + ramp * (lo - hi)) ** rho
-    return sigmas
+    d = (math.log(sigma_min) - math.log(sigma_max)) / rho
+    with np.errstate(divide="ignore"):  # log 0 at the end, replaced below
+        log_sigmas = math.log(sigma_max) + rho * np.log1p(ramp * math.expm1(d))
+    sigmas: NDArray[np.float64] = np.exp(log_sigmas)
+    sigmas[0] = sigma_max
+    if n > 1:
+        sigmas[-1] = sigma_min
+    # Each level lies in [sigma_min, sigma_max]; clipping keeps rounding there.
+    return np.clip(sigmas, sigma_min, sigma_max)
+
+
+def _check_real(name: str, value: Any) -> float:
+    """A real number (int or float of any width, not bool) as a Python float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        msg = f"{name} must be a real number; got {value!r}"
+        raise TypeError(msg)
+    return float(value)
 
 
 def timesteps_for_sigmas(schedule: Schedule, sigmas: ArrayLike) -> NDArray[np.int64]:
@@ -231,7 +253,8 @@ def timesteps_for_sigmas(schedule: Schedule, sigmas: ArrayLike) -> NDArray[np.in
     ----------
     schedule : Schedule
     sigmas : array_like of float, shape (n,)
-        Positive noise levels, for example from :func:`karras_sigmas`.
+        Positive finite noise levels, for example from :func:`karras_sigmas`
+        (inf, NaN, zero or negative levels raise ValueError).
 
     Returns
     -------
@@ -247,14 +270,25 @@ def timesteps_for_sigmas(schedule: Schedule, sigmas: ArrayLike) -> NDArray[np.in
     """
     schedule = as_schedule(schedule)
     levels = np.asarray(sigmas, dtype=np.float64)
-    if levels.ndim != 1 or levels.size < 1 or not bool(np.all(levels > 0.0)):
-        msg = f"sigmas must be a non-empty 1-d array of positive values; got {levels}"
+    if levels.ndim != 1 or levels.size < 1:
+        msg = f"sigmas must be a non-empty 1-d array; got shape {levels.shape}"
         raise ValueError(msg)
-    with np.errstate(divide="ignore"):
+    good = (levels > 0.0) & (levels < math.inf)
+    if not bool(np.all(good)):
+        i = int(np.flatnonzero(~good)[0])
+        msg = (
+            f"sigmas must be positive and finite; got sigmas[{i}] = "
+            f"{float(levels[i])!r}"
+        )
+        raise ValueError(msg)
+
+    # log sigma_t; inf where alpha_bar_t = 0 (zero terminal SNR), which is
+    # then never nearest to a finite level.
+    with np.errstate(divide="ignore", invalid="ignore"):
         table = 0.5 * (
             schedule.log_one_minus_alphas_cumprod - schedule.log_alphas_cumprod
         )
-    distance = np.abs(table[None, :] - np.log(levels)[:, None])
+        distance = np.abs(table[None, :] - np.log(levels)[:, None])
     nearest = np.unique(np.argmin(distance, axis=1))
     return np.ascontiguousarray(nearest[::-1].astype(np.int64))
 
