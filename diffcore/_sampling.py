@@ -766,9 +766,10 @@ def dpmpp_2m_step(
         x_0_hat, the model's estimate, must be finite (checked where reading
         it is cheap, as in :func:`p_mean_variance`).
     t, t_prev : int
-        Timesteps with -1 <= t_prev < t < T.
+        Timesteps with -1 <= t_prev < t < T (Python or NumPy integers).
     previous : (array, int), optional
-        The x_0 estimate at the step before and its timestep (> t).
+        The x_0 estimate at the step before, an array like x_t (finite
+        where reading it is cheap), and its timestep, in (t, T).
     final_alpha_cumprod : {"one", "first"}
         As in :func:`ddim_step`.
 
@@ -790,19 +791,50 @@ def dpmpp_2m_step(
     [0.0, 0.0]
     """
     check_choice("final_alpha_cumprod", final_alpha_cumprod, FINAL_ALPHAS)
-    if isinstance(t, bool) or not isinstance(t, int):
-        msg = f"t must be an int for dpmpp_2m_step; got {t!r}"
-        raise TypeError(msg)
+    t, t_prev = _check_int("t", t), _check_int("t_prev", t_prev)
     schedule, xp, _ = _setup(schedule, t, "x_t", x_t, x_0_hat=x_0_hat)
     _check_finite(xp, "x_0_hat", x_0_hat)
-    if isinstance(t_prev, bool) or not isinstance(t_prev, int) or not -1 <= t_prev < t:
-        msg = f"t_prev must be an int in [-1, t = {t}); got {t_prev!r}"
+    if not -1 <= t_prev < t:
+        msg = f"t_prev must lie in [-1, t = {t}); got {t_prev}"
         raise ValueError(msg)
     if previous is not None:
-        namespace(x_t=x_t, previous=previous[0])
+        previous = _check_previous(xp, schedule, previous, t, x_t)
     return _dpmpp_2m(
         schedule, xp, x_t, x_0_hat, t, t_prev, previous, final_alpha_cumprod
     )
+
+
+def _check_int(name: str, value: Any) -> int:
+    """An integer of any type (not bool) as a Python int, else a TypeError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        msg = f"{name} must be an int; got {value!r}"
+        raise TypeError(msg)
+    return int(value)
+
+
+def _check_previous(
+    xp: Namespace, schedule: Schedule, previous: Any, t: int, x_t: Array
+) -> tuple[Array, int]:
+    """(x_0_hat, timestep) of the step before t: noisier, and an array like x_t."""
+    if not isinstance(previous, tuple) or len(previous) != 2:
+        msg = (
+            "previous must be None or a pair (x_0_hat, t) from the step before; "
+            f"got {_kind(previous)}"
+            + (f" of length {len(previous)}" if isinstance(previous, tuple) else "")
+        )
+        raise TypeError(msg)
+    x_0_last, t_last = previous[0], _check_int("previous[1]", previous[1])
+    if not t < t_last < len(schedule):
+        msg = (
+            f"previous[1], the timestep of the step before, must lie in "
+            f"(t, T) = ({t}, {len(schedule)}); got {t_last}"
+        )
+        raise ValueError(msg)
+    arrays = {"x_t": x_t, "previous[0]": x_0_last}
+    namespace(**arrays)
+    check_like(xp, "x_t", **arrays)
+    _check_finite(xp, "previous[0]", x_0_last)
+    return x_0_last, t_last
 
 
 def _dpmpp_2m(
@@ -827,7 +859,8 @@ def _dpmpp_2m(
     lam_t, lam_p = float(half_log_snr[t]), 0.5 * (la_p - l1m_p)
     h = lam_p - lam_t
     d = upcast(xp, x_0_hat)
-    if previous is not None:
+    # h = 0 (from t = 0 to final_alpha_cumprod = "first") is the identity.
+    if previous is not None and h != 0.0:
         x_0_last, t_last = previous
         r = (lam_t - float(half_log_snr[t_last])) / h
         d = (1.0 + 0.5 / r) * d - (0.5 / r) * upcast(xp, x_0_last)
