@@ -34,7 +34,7 @@ from ._arrays import (
 from ._backends import backend_for
 from ._forward import _setup
 from ._parameterisation import _x_0_from_eps
-from ._random import standard_normal_like
+from ._random import check_seed, standard_normal_like
 from ._reverse import (
     PREDICTION_TYPES,
     VARIANCE_TYPES,
@@ -880,7 +880,10 @@ def _check_sampler_timesteps(values: Any, size: int, method: str) -> NDArray[np.
     if steps.ndim != 1 or steps.size < 1:
         msg = f"timesteps must be a non-empty 1-d array; got shape {steps.shape}"
         raise ValueError(msg)
-    if steps.min() < 0 or steps.max() >= size or np.any(np.diff(steps) >= 0):
+    in_range = steps.min() >= 0 and steps.max() < size
+    # In int64 once in range: np.diff of unsigned values wraps around.
+    steps = steps.astype(np.int64) if in_range else steps
+    if not in_range or np.any(np.diff(steps) >= 0):
         msg = (
             f"timesteps must be strictly decreasing values in [0, {size}); got "
             f"{steps.tolist()[:8]}{'...' if steps.size > 8 else ''}"
@@ -893,15 +896,50 @@ def _check_sampler_timesteps(values: Any, size: int, method: str) -> NDArray[np.
             "use method='ddim' with eta=1"
         )
         raise ValueError(msg)
-    return steps.astype(np.int64)
+    return steps
 
 
 def _noise_source(generator: Any, count: int) -> Callable[[int, Array], Array]:
-    """Noise for step i: one generator object throughout, or per-step seeds."""
-    if isinstance(generator, (int, np.integer)) and not isinstance(generator, bool):
-        seeds = np.random.SeedSequence(int(generator)).generate_state(max(count, 1))
+    """Noise for step i: per-step seeds or keys, or one generator object."""
+    generator = check_seed("generator", generator)
+    if isinstance(generator, int):
+        seeds = np.random.SeedSequence(generator).generate_state(max(count, 1))
         return lambda i, x: standard_normal_like(x, int(seeds[i]))
+    if compat.is_jax_array(generator):
+        import jax
+
+        # A JAX key gives the same draws every time: one subkey per step.
+        keys = jax.random.split(generator, max(count, 1))
+        return lambda i, x: standard_normal_like(x, keys[i])
     return lambda i, x: standard_normal_like(x, generator)
+
+
+def _check_options(
+    method: str, eta: Any, progress: Any, variance_type: str, final_alpha: Any
+) -> None:
+    """Refuse a bad option of :func:`sample`, or one its method would ignore."""
+    check_choice("final_alpha_cumprod", final_alpha, FINAL_ALPHAS)
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)):
+        msg = f"eta must be a float in [0, 1]; got {eta!r}"
+        raise TypeError(msg)
+    if not 0.0 <= eta <= 1.0:
+        msg = f"eta must lie in [0, 1]; got {eta!r}"
+        raise ValueError(msg)
+    if progress is not None and not callable(progress):
+        msg = f"progress must be None or callable as progress(i, t, x); got {progress}"
+        raise TypeError(msg)
+    ignored = [
+        ("eta", eta, 0.0, "ddim"),
+        ("variance_type", variance_type, "fixed_small", "ddpm"),
+        ("final_alpha_cumprod", final_alpha, "one", "ddim or dpmpp_2m"),
+    ]
+    for name, value, default, used_by in ignored:
+        if value != default and method not in used_by.split(" or "):
+            msg = (
+                f"{name} applies to method={used_by} only; got {name}={value!r} "
+                f"with method={method!r} (leave it at {default!r})"
+            )
+            raise ValueError(msg)
 
 
 def sample(
@@ -927,10 +965,11 @@ def sample(
         x_{t_0} \\to x_{t_1} \\to \\dots \\to x_{t_{n-1}} \\to x_{-1}
 
     At each timestep t of ``timesteps`` (strictly decreasing) the model is
-    called as ``model(x, t_model)`` with ``t_model`` an int64 array of shape
-    (B,) in x's library and device holding ``schedule.timestep_map[t]``: the
-    original training timestep when the schedule was respaced.  The previous
-    timestep is the next entry of ``timesteps``, and -1 after the last.
+    called as ``model(x, t_model)`` with ``t_model`` an integer array of
+    shape (B,) in x's library and device (int64, or int32 on JAX without
+    x64) holding ``schedule.timestep_map[t]``: the original training
+    timestep when the schedule was respaced.  The previous timestep is the
+    next entry of ``timesteps``, and -1 after the last.
 
     Parameters
     ----------
@@ -949,16 +988,23 @@ def sample(
         ``"ddpm"`` they must be consecutive.
     method : {"ddpm", "ddim", "dpmpp_2m"}
     eta : float
-        DDIM's eta.
+        DDIM's eta, in [0, 1]; the other methods take only the default 0.
     generator : optional
-        An int seed (per-step seeds are derived from it) or the library's own
+        An integer seed in [0, 2**63) (per-step seeds are derived from it),
+        a JAX key (split into one key per step) or the library's own
         generator object, passed to :func:`standard_normal_like`.
     progress : callable, optional
         Called as ``progress(i, t, x)`` after step i at timestep t.
     prediction_type, variance_type, clip_denoised, dynamic_threshold
-        As in :func:`p_mean_variance` (variance_type for DDPM only).
+        As in :func:`p_mean_variance`; variance_type is for DDPM only (the
+        other methods take only its default).
     final_alpha_cumprod : {"one", "first"}
-        As in :func:`ddim_step`.
+        As in :func:`ddim_step`, for DDIM and DPM-Solver++ (DDPM takes only
+        the default).
+
+    Every option is checked before the model is first called, and so is
+    the source of noise where a step needs one (its first draw is made
+    then).
 
     Returns
     -------
@@ -986,10 +1032,13 @@ def sample(
     if not callable(model):
         msg = f"model must be callable as model(x, t); got {type(model).__name__}"
         raise TypeError(msg)
+    _check_options(method, eta, progress, variance_type, final_alpha_cumprod)
     steps = _check_sampler_timesteps(timesteps, len(schedule), method)
     dynamic_threshold = _check_processing(clip_denoised, dynamic_threshold)
     _, xp, _ = _setup(schedule, 0, "x_T", x_T)
     draw = _noise_source(generator, len(steps))
+    noisy = method == "ddpm" or eta > 0
+    first = draw(0, x_T) if noisy else None
     estimates: dict[str, Any] = {
         "prediction_type": prediction_type,
         "clip_denoised": clip_denoised,
@@ -1000,19 +1049,19 @@ def sample(
     for i, t in enumerate(steps.tolist()):
         t_prev = int(steps[i + 1]) if i + 1 < len(steps) else -1
         output = model(x, _model_timesteps(xp, schedule, t, x))
-        _check_returned(output, x, t)
+        _check_returned(output, x, f"at timestep t = {t}")
+        noise = first if i == 0 else draw(i, x) if noisy else None
         if method == "ddpm":
             x = ddpm_step(
                 schedule,
                 output,
                 x,
                 t,
-                draw(i, x),
+                noise,
                 variance_type=variance_type,
                 **estimates,
             ).x_prev
         elif method == "ddim":
-            noise = draw(i, x) if eta > 0 else None
             x = ddim_step(
                 schedule,
                 output,
@@ -1037,14 +1086,17 @@ def sample(
     return x
 
 
-def _check_returned(output: Any, x: Array, t: int) -> None:
-    """Raise a TypeError unless the model returned an array of x's library."""
+def _check_returned(output: Any, x: Array, when: str, name: str = "model") -> None:
+    """Raise a TypeError unless the callable returned an array of x's library.
+
+    ``when`` says which call it was ("at timestep t = 5").
+    """
     try:
         namespace(x=x, model_output=output)
     except TypeError as error:
         msg = (
-            f"model must return an array of x's library, {_kind(x)}; at "
-            f"timestep t = {t} it returned {_kind(output)}"
+            f"{name} must return an array of x's library, {_kind(x)}; {when} "
+            f"it returned {_kind(output)}"
         )
         raise TypeError(msg) from error
 
@@ -1060,7 +1112,11 @@ def _kind(value: Any) -> str:
 
 
 def _model_timesteps(xp: Namespace, schedule: Schedule, t: int, x: Array) -> Array:
-    """The original timestep of step t, as an int64 array (B,) on x's device."""
+    """The original timestep of step t, an array (B,) on x's device.
+
+    Its dtype is the namespace's default integer dtype: int64, or int32 on
+    JAX without x64, where asking for int64 warns.
+    """
     batch = x.shape[0] if x.ndim else 1
     original = int(schedule.timestep_map[t])
-    return xp.full((batch,), original, dtype=xp.int64, device=compat.device(x))
+    return xp.full((batch,), original, device=compat.device(x))
