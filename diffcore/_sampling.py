@@ -184,7 +184,8 @@ def karras_sigmas(
         0 < sigma_min < sigma_max, on the variance-exploding scale
         sigma = sqrt((1 - alpha_bar) / alpha_bar).
     rho : float
-        Positive; 7 in the paper.
+        Positive and finite; 7 in the paper.  The levels are computed in log
+        space, start at sigma_max and end at sigma_min exactly.
 
     Returns
     -------
