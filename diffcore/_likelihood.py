@@ -25,7 +25,7 @@ from ._arrays import (
 from ._forward import _setup, q_mean_variance, q_sample
 from ._parameterisation import _readable_values
 from ._posterior import q_posterior_mean_variance
-from ._random import standard_normal_like
+from ._random import noise_stream
 from ._schedule import Schedule, as_schedule
 
 ReverseModel = Callable[[Array, Any], Any]
@@ -501,7 +501,8 @@ def _generator(x: Array, generator: Any) -> Any:
 def _full_steps(xp: Namespace, t: int, x: Array) -> Array:
     import array_api_compat as compat
 
-    return xp.full((x.shape[0],), t, dtype=xp.int64, device=compat.device(x))
+    # The default integer dtype: int64 requested of JAX without x64 warns.
+    return xp.full((x.shape[0],), t, device=compat.device(x))
 
 
 def variational_bound(
@@ -530,15 +531,17 @@ def variational_bound(
     ----------
     schedule : Schedule
     model : callable
-        ``model(x_t, t)`` with t an int64 array of shape (B,) returns the
-        mean and log variance of p(x_{t-1} | x_t), each of x_t's shape
-        (at t = 0, the decoder p(x_0 | x_1)): a pair, or the result of
-        :func:`p_mean_variance` applied to a network's output.
+        ``model(x_t, t)`` with t an integer array of shape (B,) (int64, or
+        int32 on JAX without x64) returns the mean and log variance of
+        p(x_{t-1} | x_t), each of x_t's shape (at t = 0, the decoder
+        p(x_0 | x_1)): a pair, or the result of :func:`p_mean_variance`
+        applied to a network's output.
     x_0 : array, shape (B, ...)
         Data; on the 8-bit grid in [-1, 1] for the discretised decoder.
     generator : optional
-        Source of the noise, as for :func:`standard_normal_like`; an int
-        seed starts one stream used for every step.
+        Source of the noise, as for :func:`standard_normal_like`; an integer
+        seed starts one stream used for every step, and a JAX key is split
+        once per step.
     decoder : {"discretized", "gaussian"}
         See :func:`vb_term_bpd`.
 
@@ -567,12 +570,12 @@ def variational_bound(
     schedule = as_schedule(schedule)
     xp = namespace(x_0=x_0)
     check_floating(xp, "x_0", x_0)
-    rng = _generator(x_0, generator)
+    draw = noise_stream(x_0, generator)
 
     terms = []
     for step in range(len(schedule)):
         t = _full_steps(xp, step, x_0)
-        x_t = q_sample(schedule, x_0, t, standard_normal_like(x_0, rng))
+        x_t = q_sample(schedule, x_0, t, draw(x_0))
         mean, log_variance = reverse_gaussian(model(x_t, t))
         terms.append(vb_term_bpd(schedule, x_0, x_t, t, mean, log_variance, decoder))
 

@@ -27,9 +27,10 @@ from ._arrays import (
     namespace,
     upcast,
 )
+from ._backends import backend_for
 from ._forward import _setup
-from ._likelihood import _generator
-from ._random import standard_normal_like
+from ._random import noise_stream
+from ._sampling import _check_real, _check_returned
 from ._schedule import Schedule
 
 Float64Array = NDArray[np.float64]
@@ -73,6 +74,8 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, L: int) -> Float64Array
     if L < 2:
         msg = f"L must be at least 2; got {L}"
         raise ValueError(msg)
+    sigma_max = _check_real("sigma_max", sigma_max)
+    sigma_min = _check_real("sigma_min", sigma_min)
     if not (0 < sigma_min < sigma_max < math.inf):
         msg = (
             "sigma_max and sigma_min must satisfy 0 < sigma_min < sigma_max < inf; "
@@ -92,41 +95,71 @@ def check_sigmas(sigmas: ArrayLike) -> Float64Array:
         raise ValueError(msg)
     if not np.all((values > 0) & np.isfinite(values)):
         i = int(np.flatnonzero(~((values > 0) & np.isfinite(values)))[0])
-        msg = f"sigmas must be positive and finite; got sigmas[{i}] = {values[i]!r}"
+        msg = (
+            f"sigmas must be positive and finite; got sigmas[{i}] = "
+            f"{float(values[i])!r}"
+        )
         raise ValueError(msg)
     rises = np.flatnonzero(np.diff(values) >= 0)
     if rises.size:
         i = int(rises[0])
         msg = (
-            f"sigmas must decrease strictly; got sigmas[{i}] = {values[i]!r} "
-            f"followed by sigmas[{i + 1}] = {values[i + 1]!r}"
+            f"sigmas must decrease strictly; got sigmas[{i}] = "
+            f"{float(values[i])!r} followed by sigmas[{i + 1}] = "
+            f"{float(values[i + 1])!r}"
         )
         raise ValueError(msg)
     return values
 
 
 def _sigma_like(xp: Any, sigma: Any, x: Array) -> Any:
-    """sigma as a positive float, or a (B,) array broadcast on x."""
-    if isinstance(sigma, (int, float, np.floating)) and not isinstance(sigma, bool):
+    """sigma as a positive float, or a (B,) array broadcast on x.
+
+    Every entry is checked positive and finite where reading it is cheap
+    (numbers, lists, host arrays, CPU tensors), whatever its library.
+    """
+    real = (int, float, np.integer, np.floating)
+    if isinstance(sigma, real) and not isinstance(sigma, (bool, np.bool_)):
         if not (0 < float(sigma) < math.inf):
             msg = f"sigma must be positive and finite; got {sigma!r}"
             raise ValueError(msg)
         return float(sigma)
-    values = np.asarray(sigma) if isinstance(sigma, (list, tuple)) else sigma
-    if isinstance(values, np.ndarray) and xp is not np:
-        values = xp.asarray(values, device=compat.device(x))
-    check_floating(xp, "sigma", values)
-    if values.ndim != 1 or values.shape[0] != x.shape[0]:
+    values = _sigma_array(xp, sigma, x)
+    if x.ndim == 0 or values.ndim != 1 or values.shape[0] != x.shape[0]:
+        batch = f"B = {x.shape[0]}" if x.ndim else "a number for 0-d x"
         msg = (
-            f"sigma must be a number or have shape (B,) with B = {x.shape[0]}; "
+            f"sigma must be a number or have shape (B,) with {batch}; "
             f"got shape {tuple(values.shape)}"
         )
         raise ValueError(msg)
-    host = np.asarray(values) if isinstance(values, np.ndarray) else None
-    if host is not None and not np.all(host > 0):
-        msg = f"sigma must be positive; got a minimum of {host.min()!r}"
-        raise ValueError(msg)
+    if backend_for(values).readable(values):
+        bad = ~((values > 0) & xp.isfinite(values))
+        if bool(xp.any(bad)):
+            i = int(xp.argmax(xp.astype(bad, xp.int8)))
+            msg = (
+                f"sigma must be positive and finite; got sigma[{i}] = "
+                f"{float(values[i])!r}"
+            )
+            raise ValueError(msg)
     return expand(xp, upcast(xp, values), x.ndim)
+
+
+def _sigma_array(xp: Any, sigma: Any, x: Array) -> Array:
+    """sigma, a list or an array, as a real floating array of x's namespace."""
+    if isinstance(sigma, (list, tuple)):
+        try:
+            sigma = np.asarray(sigma, dtype=np.float64)
+        except (TypeError, ValueError):
+            msg = f"sigma must be a number or a sequence of numbers; got {sigma!r}"
+            raise TypeError(msg) from None
+    if not compat.is_array_api_obj(sigma):
+        msg = f"sigma must be a number or an array of shape (B,); got {sigma!r}"
+        raise TypeError(msg)
+    if isinstance(sigma, np.ndarray) and xp is not np:
+        sigma = xp.asarray(sigma, device=compat.device(x))
+    namespace(x=x, sigma=sigma)
+    check_floating(xp, "sigma", sigma)
+    return sigma
 
 
 def perturb(x: Array, sigma: Any, noise: Array) -> Array:
@@ -260,7 +293,8 @@ def annealed_langevin(
     ----------
     score : callable
         ``score(x, sigma)`` with sigma a Python float returns the score of
-        the data perturbed at level sigma, of x's shape.
+        the data perturbed at level sigma: an array of x's library, shape,
+        dtype and device (TypeError or ValueError otherwise).
     x : array, shape (B, ...)
         Starting points (often uniform noise or N(0, sigma_1^2)).
     sigmas : array_like, shape (L,)
@@ -270,11 +304,13 @@ def annealed_langevin(
     n_steps : int
         Positive number of steps per level (T in the paper, 100 there).
     generator : optional
-        Source of noise for :func:`standard_normal_like`; an int seed
-        starts one stream for the whole run.
+        Source of noise for :func:`standard_normal_like`; an integer seed
+        starts one stream for the whole run, and a JAX key is split before
+        every draw.
     denoise : bool
-        Finish with one Tweedie step x + sigma_L^2 s(x, sigma_L), which
-        removes the last level's noise (Jolicoeur-Martineau et al. 2021).
+        Whether to finish with one Tweedie step x + sigma_L^2 s(x, sigma_L),
+        which removes the last level's noise (Jolicoeur-Martineau et al.
+        2021).  A bool (TypeError otherwise).
 
     Returns
     -------
@@ -285,10 +321,13 @@ def annealed_langevin(
     ----------
     Song and Ermon (2019), algorithm 1.
     """
+    if not callable(score):
+        msg = f"score must be callable as score(x, sigma); got {score!r}"
+        raise TypeError(msg)
     xp = namespace(x=x)
     check_floating(xp, "x", x)
     levels = check_sigmas(sigmas)
-    if not (isinstance(epsilon, (int, float)) and 0 < epsilon < math.inf):
+    if not 0 < _check_real("epsilon", epsilon) < math.inf:
         msg = f"epsilon must be a positive finite step size; got {epsilon!r}"
         raise ValueError(msg)
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)):
@@ -297,17 +336,28 @@ def annealed_langevin(
     if n_steps < 1:
         msg = f"n_steps must be a positive integer; got {n_steps}"
         raise ValueError(msg)
+    if not isinstance(denoise, (bool, np.bool_)):
+        msg = f"denoise must be a bool; got {denoise!r}"
+        raise TypeError(msg)
 
-    rng = _generator(x, generator)
+    draw = noise_stream(x, generator)
     last = float(levels[-1])
     for sigma in levels.tolist():
         step = epsilon * (sigma / last) ** 2
         for _ in range(int(n_steps)):
-            z = standard_normal_like(x, rng)
-            x = x + (0.5 * step) * score(x, sigma) + math.sqrt(step) * z
+            z = draw(x)
+            x = x + (0.5 * step) * _scored(xp, score, x, sigma) + math.sqrt(step) * z
     if denoise:
-        x = x + last**2 * score(x, last)
+        x = x + last**2 * _scored(xp, score, x, last)
     return x
+
+
+def _scored(xp: Any, score: ScoreModel, x: Array, sigma: float) -> Array:
+    """score(x, sigma), checked to be an array like x (library, shape, dtype)."""
+    output = score(x, sigma)
+    _check_returned(output, x, f"at sigma = {sigma!r}", name="score")
+    check_like(xp, "x", x=x, score=output)
+    return output
 
 
 def ve_from_vp(schedule: Schedule, x_t: Array, t: Any) -> Array:

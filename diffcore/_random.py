@@ -6,7 +6,11 @@ library for them, through the library's backend (``docs/backends.md``).
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from ._arrays import Array, check_floating, namespace
 from ._backends import backend_for, library
@@ -61,15 +65,72 @@ def standard_normal_like(x: Array, generator: Any = None, *, key: Any = None) ->
             )
             raise TypeError(msg)
         generator = key
-    _check_seed("key" if key is not None else "generator", generator)
+    generator = check_seed("key" if key is not None else "generator", generator)
     return backend_for(x).standard_normal(x, generator)
 
 
-def _check_seed(name: str, seed: Any) -> None:
-    """An int seed must be a non-negative 63-bit integer on every backend."""
-    if isinstance(seed, bool):
+def check_seed(name: str, seed: Any) -> Any:
+    """An integer seed as a Python int in [0, 2**63); anything else unchanged.
+
+    Every integer type counts (``numpy.int64`` like ``int``), bools do not.
+    """
+    if isinstance(seed, (bool, np.bool_)):
         msg = f"{name} must be a seed, a generator or None; got the bool {seed}"
         raise TypeError(msg)
-    if isinstance(seed, int) and not 0 <= seed < 2**63:
+    if not isinstance(seed, (int, np.integer)):
+        return seed
+    if not 0 <= seed < 2**63:
         msg = f"{name} as an int seed must lie in [0, 2**63); got {seed}"
         raise ValueError(msg)
+    return int(seed)
+
+
+def is_seed(value: Any) -> bool:
+    """Whether value is an integer seed (any integer type, never a bool)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def noise_stream(x: Array, generator: Any) -> Callable[[Array], Array]:
+    """Fresh standard normal draws like x on each call, from one source.
+
+    An integer seed starts one stream in x's library; a JAX key (or a seed
+    for JAX arrays) is split before every draw, so no two draws share a key;
+    a generator object is drawn from in turn.
+    """
+    generator = check_seed("generator", generator)
+    if library(x) == "jax" and generator is not None:
+        return _jax_stream(generator)
+    if isinstance(generator, int):
+        generator = _seeded(x, generator)
+    return lambda like: standard_normal_like(like, generator)
+
+
+def _seeded(x: Array, seed: int) -> Any:
+    """A generator object of x's library seeded with seed."""
+    name = library(x)
+    if name == "torch":
+        import torch
+
+        return torch.Generator(device=x.device).manual_seed(seed)
+    if name == "cupy":
+        # Loaded already (x is a CuPy array); by name, as CuPy has no stubs.
+        cupy = importlib.import_module("cupy")
+        return cupy.random.default_rng(seed)
+    return np.random.default_rng(seed)
+
+
+def _jax_stream(key: Any) -> Callable[[Array], Array]:
+    """Draws from a JAX key split once per draw (jax.random.split)."""
+    import jax
+
+    if isinstance(key, int):
+        key = jax.random.key(key)
+    if not isinstance(key, jax.Array):
+        return lambda like: standard_normal_like(like, key)
+    state = [key]
+
+    def draw(like: Array) -> Array:
+        state[0], sub = jax.random.split(state[0])
+        return standard_normal_like(like, sub)
+
+    return draw

@@ -34,7 +34,7 @@ from ._arrays import (
 from ._backends import backend_for
 from ._forward import _setup
 from ._parameterisation import _x_0_from_eps
-from ._random import standard_normal_like
+from ._random import check_seed, standard_normal_like
 from ._reverse import (
     PREDICTION_TYPES,
     VARIANCE_TYPES,
@@ -77,7 +77,7 @@ def _check_count(name: str, value: Any, low: int = 1) -> int:
 
 def _round_half_even(num: NDArray[np.int64], den: int) -> NDArray[np.int64]:
     """num / den rounded to the nearest integer, ties to even (as np.round)."""
-    q, r = np.divmod(num, den)
+    q, r = num // den, num % den  # np.divmod has no loop for Python ints
     up = (2 * r > den) | ((2 * r == den) & (q % 2 == 1))
     rounded: NDArray[np.int64] = q + up
     return rounded
@@ -135,11 +135,20 @@ def timesteps_for(
     if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)):
         msg = f"offset must be an int; got {offset!r}"
         raise TypeError(msg)
+    if T >= 2**63:
+        msg = f"T must be below 2**63, so that timesteps fit in int64; got {T}"
+        raise ValueError(msg)
     if n > T:
         msg = f"n must be at most T = {T} sampling steps; got n = {n}"
         raise ValueError(msg)
+    if not -T < offset < T:
+        msg = f"offset must lie in (-T, T) = ({-T}, {T}); got {offset}"
+        raise ValueError(msg)
 
     i = np.arange(n, dtype=np.int64)
+    if n * T >= 2**63:
+        # Products such as (i + 1) T would overflow int64: Python ints instead.
+        i = i.astype(object)
     if spacing == "leading":
         steps = (T // n) * i
     elif spacing == "trailing":
@@ -154,7 +163,7 @@ def timesteps_for(
             f"[0, {T}): they would run from {steps[-1]} to {steps[0]}"
         )
         raise ValueError(msg)
-    return np.ascontiguousarray(steps)
+    return np.ascontiguousarray(steps, dtype=np.int64)
 
 
 def karras_sigmas(
@@ -175,7 +184,8 @@ def karras_sigmas(
         0 < sigma_min < sigma_max, on the variance-exploding scale
         sigma = sqrt((1 - alpha_bar) / alpha_bar).
     rho : float
-        Positive; 7 in the paper.
+        Positive and finite; 7 in the paper.  The levels are computed in log
+        space, start at sigma_max and end at sigma_min exactly.
 
     Returns
     -------
@@ -193,19 +203,41 @@ def karras_sigmas(
     [80.0, 2.5152, 0.002]
     """
     n = _check_count("n", n)
+    sigma_min = _check_real("sigma_min", sigma_min)
+    sigma_max = _check_real("sigma_max", sigma_max)
+    rho = _check_real("rho", rho)
     if not (0.0 < sigma_min < sigma_max < math.inf):
         msg = (
             "sigma_min and sigma_max must satisfy 0 < sigma_min < sigma_max < inf; "
             f"got sigma_min={sigma_min!r}, sigma_max={sigma_max!r}"
         )
         raise ValueError(msg)
-    if not rho > 0.0:
-        msg = f"rho must be positive; got {rho!r}"
+    if not 0.0 < rho < math.inf:
+        msg = f"rho must be positive and finite; got {rho!r}"
         raise ValueError(msg)
+
+    # sigma_max (1 + i/(n-1) (e^d - 1))^rho with d = log(sigma_min / sigma_max)
+    # / rho, in log space: the roots sigma^(1/rho) overflow for small rho.
     ramp = np.linspace(0.0, 1.0, n) if n > 1 else np.zeros(1)
-    lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
-    sigmas: NDArray[np.float64] = (hi + ramp * (lo - hi)) ** rho
-    return sigmas
+    d = (math.log(sigma_min) - math.log(sigma_max)) / rho
+    with np.errstate(divide="ignore"):  # log 0 at the end, replaced below
+        log_sigmas = math.log(sigma_max) + rho * np.log1p(ramp * math.expm1(d))
+    sigmas: NDArray[np.float64] = np.exp(log_sigmas)
+    sigmas[0] = sigma_max
+    if n > 1:
+        sigmas[-1] = sigma_min
+    # Each level lies in [sigma_min, sigma_max]; clipping keeps rounding there.
+    return np.clip(sigmas, sigma_min, sigma_max)
+
+
+def _check_real(name: str, value: Any) -> float:
+    """A real number (int or float of any width, not bool) as a Python float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        msg = f"{name} must be a real number; got {value!r}"
+        raise TypeError(msg)
+    return float(value)
 
 
 def timesteps_for_sigmas(schedule: Schedule, sigmas: ArrayLike) -> NDArray[np.int64]:
@@ -222,7 +254,8 @@ def timesteps_for_sigmas(schedule: Schedule, sigmas: ArrayLike) -> NDArray[np.in
     ----------
     schedule : Schedule
     sigmas : array_like of float, shape (n,)
-        Positive noise levels, for example from :func:`karras_sigmas`.
+        Positive finite noise levels, for example from :func:`karras_sigmas`
+        (inf, NaN, zero or negative levels raise ValueError).
 
     Returns
     -------
@@ -238,14 +271,25 @@ def timesteps_for_sigmas(schedule: Schedule, sigmas: ArrayLike) -> NDArray[np.in
     """
     schedule = as_schedule(schedule)
     levels = np.asarray(sigmas, dtype=np.float64)
-    if levels.ndim != 1 or levels.size < 1 or not bool(np.all(levels > 0.0)):
-        msg = f"sigmas must be a non-empty 1-d array of positive values; got {levels}"
+    if levels.ndim != 1 or levels.size < 1:
+        msg = f"sigmas must be a non-empty 1-d array; got shape {levels.shape}"
         raise ValueError(msg)
-    with np.errstate(divide="ignore"):
+    good = (levels > 0.0) & (levels < math.inf)
+    if not bool(np.all(good)):
+        i = int(np.flatnonzero(~good)[0])
+        msg = (
+            f"sigmas must be positive and finite; got sigmas[{i}] = "
+            f"{float(levels[i])!r}"
+        )
+        raise ValueError(msg)
+
+    # log sigma_t; inf where alpha_bar_t = 0 (zero terminal SNR), which is
+    # then never nearest to a finite level.
+    with np.errstate(divide="ignore", invalid="ignore"):
         table = 0.5 * (
             schedule.log_one_minus_alphas_cumprod - schedule.log_alphas_cumprod
         )
-    distance = np.abs(table[None, :] - np.log(levels)[:, None])
+        distance = np.abs(table[None, :] - np.log(levels)[:, None])
     nearest = np.unique(np.argmin(distance, axis=1))
     return np.ascontiguousarray(nearest[::-1].astype(np.int64))
 
@@ -723,9 +767,10 @@ def dpmpp_2m_step(
         x_0_hat, the model's estimate, must be finite (checked where reading
         it is cheap, as in :func:`p_mean_variance`).
     t, t_prev : int
-        Timesteps with -1 <= t_prev < t < T.
+        Timesteps with -1 <= t_prev < t < T (Python or NumPy integers).
     previous : (array, int), optional
-        The x_0 estimate at the step before and its timestep (> t).
+        The x_0 estimate at the step before, an array like x_t (finite
+        where reading it is cheap), and its timestep, in (t, T).
     final_alpha_cumprod : {"one", "first"}
         As in :func:`ddim_step`.
 
@@ -747,19 +792,50 @@ def dpmpp_2m_step(
     [0.0, 0.0]
     """
     check_choice("final_alpha_cumprod", final_alpha_cumprod, FINAL_ALPHAS)
-    if isinstance(t, bool) or not isinstance(t, int):
-        msg = f"t must be an int for dpmpp_2m_step; got {t!r}"
-        raise TypeError(msg)
+    t, t_prev = _check_int("t", t), _check_int("t_prev", t_prev)
     schedule, xp, _ = _setup(schedule, t, "x_t", x_t, x_0_hat=x_0_hat)
     _check_finite(xp, "x_0_hat", x_0_hat)
-    if isinstance(t_prev, bool) or not isinstance(t_prev, int) or not -1 <= t_prev < t:
-        msg = f"t_prev must be an int in [-1, t = {t}); got {t_prev!r}"
+    if not -1 <= t_prev < t:
+        msg = f"t_prev must lie in [-1, t = {t}); got {t_prev}"
         raise ValueError(msg)
     if previous is not None:
-        namespace(x_t=x_t, previous=previous[0])
+        previous = _check_previous(xp, schedule, previous, t, x_t)
     return _dpmpp_2m(
         schedule, xp, x_t, x_0_hat, t, t_prev, previous, final_alpha_cumprod
     )
+
+
+def _check_int(name: str, value: Any) -> int:
+    """An integer of any type (not bool) as a Python int, else a TypeError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        msg = f"{name} must be an int; got {value!r}"
+        raise TypeError(msg)
+    return int(value)
+
+
+def _check_previous(
+    xp: Namespace, schedule: Schedule, previous: Any, t: int, x_t: Array
+) -> tuple[Array, int]:
+    """(x_0_hat, timestep) of the step before t: noisier, and an array like x_t."""
+    if not isinstance(previous, tuple) or len(previous) != 2:
+        msg = (
+            "previous must be None or a pair (x_0_hat, t) from the step before; "
+            f"got {_kind(previous)}"
+            + (f" of length {len(previous)}" if isinstance(previous, tuple) else "")
+        )
+        raise TypeError(msg)
+    x_0_last, t_last = previous[0], _check_int("previous[1]", previous[1])
+    if not t < t_last < len(schedule):
+        msg = (
+            f"previous[1], the timestep of the step before, must lie in "
+            f"(t, T) = ({t}, {len(schedule)}); got {t_last}"
+        )
+        raise ValueError(msg)
+    arrays = {"x_t": x_t, "previous[0]": x_0_last}
+    namespace(**arrays)
+    check_like(xp, "x_t", **arrays)
+    _check_finite(xp, "previous[0]", x_0_last)
+    return x_0_last, t_last
 
 
 def _dpmpp_2m(
@@ -784,7 +860,8 @@ def _dpmpp_2m(
     lam_t, lam_p = float(half_log_snr[t]), 0.5 * (la_p - l1m_p)
     h = lam_p - lam_t
     d = upcast(xp, x_0_hat)
-    if previous is not None:
+    # h = 0 (from t = 0 to final_alpha_cumprod = "first") is the identity.
+    if previous is not None and h != 0.0:
         x_0_last, t_last = previous
         r = (lam_t - float(half_log_snr[t_last])) / h
         d = (1.0 + 0.5 / r) * d - (0.5 / r) * upcast(xp, x_0_last)
@@ -804,7 +881,10 @@ def _check_sampler_timesteps(values: Any, size: int, method: str) -> NDArray[np.
     if steps.ndim != 1 or steps.size < 1:
         msg = f"timesteps must be a non-empty 1-d array; got shape {steps.shape}"
         raise ValueError(msg)
-    if steps.min() < 0 or steps.max() >= size or np.any(np.diff(steps) >= 0):
+    in_range = steps.min() >= 0 and steps.max() < size
+    # In int64 once in range: np.diff of unsigned values wraps around.
+    steps = steps.astype(np.int64) if in_range else steps
+    if not in_range or np.any(np.diff(steps) >= 0):
         msg = (
             f"timesteps must be strictly decreasing values in [0, {size}); got "
             f"{steps.tolist()[:8]}{'...' if steps.size > 8 else ''}"
@@ -817,15 +897,50 @@ def _check_sampler_timesteps(values: Any, size: int, method: str) -> NDArray[np.
             "use method='ddim' with eta=1"
         )
         raise ValueError(msg)
-    return steps.astype(np.int64)
+    return steps
 
 
 def _noise_source(generator: Any, count: int) -> Callable[[int, Array], Array]:
-    """Noise for step i: one generator object throughout, or per-step seeds."""
-    if isinstance(generator, (int, np.integer)) and not isinstance(generator, bool):
-        seeds = np.random.SeedSequence(int(generator)).generate_state(max(count, 1))
+    """Noise for step i: per-step seeds or keys, or one generator object."""
+    generator = check_seed("generator", generator)
+    if isinstance(generator, int):
+        seeds = np.random.SeedSequence(generator).generate_state(max(count, 1))
         return lambda i, x: standard_normal_like(x, int(seeds[i]))
+    if compat.is_jax_array(generator):
+        import jax
+
+        # A JAX key gives the same draws every time: one subkey per step.
+        keys = jax.random.split(generator, max(count, 1))
+        return lambda i, x: standard_normal_like(x, keys[i])
     return lambda i, x: standard_normal_like(x, generator)
+
+
+def _check_options(
+    method: str, eta: Any, progress: Any, variance_type: str, final_alpha: Any
+) -> None:
+    """Refuse a bad option of :func:`sample`, or one its method would ignore."""
+    check_choice("final_alpha_cumprod", final_alpha, FINAL_ALPHAS)
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)):
+        msg = f"eta must be a float in [0, 1]; got {eta!r}"
+        raise TypeError(msg)
+    if not 0.0 <= eta <= 1.0:
+        msg = f"eta must lie in [0, 1]; got {eta!r}"
+        raise ValueError(msg)
+    if progress is not None and not callable(progress):
+        msg = f"progress must be None or callable as progress(i, t, x); got {progress}"
+        raise TypeError(msg)
+    ignored = [
+        ("eta", eta, 0.0, "ddim"),
+        ("variance_type", variance_type, "fixed_small", "ddpm"),
+        ("final_alpha_cumprod", final_alpha, "one", "ddim or dpmpp_2m"),
+    ]
+    for name, value, default, used_by in ignored:
+        if value != default and method not in used_by.split(" or "):
+            msg = (
+                f"{name} applies to method={used_by} only; got {name}={value!r} "
+                f"with method={method!r} (leave it at {default!r})"
+            )
+            raise ValueError(msg)
 
 
 def sample(
@@ -851,10 +966,11 @@ def sample(
         x_{t_0} \\to x_{t_1} \\to \\dots \\to x_{t_{n-1}} \\to x_{-1}
 
     At each timestep t of ``timesteps`` (strictly decreasing) the model is
-    called as ``model(x, t_model)`` with ``t_model`` an int64 array of shape
-    (B,) in x's library and device holding ``schedule.timestep_map[t]``: the
-    original training timestep when the schedule was respaced.  The previous
-    timestep is the next entry of ``timesteps``, and -1 after the last.
+    called as ``model(x, t_model)`` with ``t_model`` an integer array of
+    shape (B,) in x's library and device (int64, or int32 on JAX without
+    x64) holding ``schedule.timestep_map[t]``: the original training
+    timestep when the schedule was respaced.  The previous timestep is the
+    next entry of ``timesteps``, and -1 after the last.
 
     Parameters
     ----------
@@ -873,16 +989,23 @@ def sample(
         ``"ddpm"`` they must be consecutive.
     method : {"ddpm", "ddim", "dpmpp_2m"}
     eta : float
-        DDIM's eta.
+        DDIM's eta, in [0, 1]; the other methods take only the default 0.
     generator : optional
-        An int seed (per-step seeds are derived from it) or the library's own
+        An integer seed in [0, 2**63) (per-step seeds are derived from it),
+        a JAX key (split into one key per step) or the library's own
         generator object, passed to :func:`standard_normal_like`.
     progress : callable, optional
         Called as ``progress(i, t, x)`` after step i at timestep t.
     prediction_type, variance_type, clip_denoised, dynamic_threshold
-        As in :func:`p_mean_variance` (variance_type for DDPM only).
+        As in :func:`p_mean_variance`; variance_type is for DDPM only (the
+        other methods take only its default).
     final_alpha_cumprod : {"one", "first"}
-        As in :func:`ddim_step`.
+        As in :func:`ddim_step`, for DDIM and DPM-Solver++ (DDPM takes only
+        the default).
+
+    Every option is checked before the model is first called, and so is
+    the source of noise where a step needs one (its first draw is made
+    then).
 
     Returns
     -------
@@ -910,10 +1033,13 @@ def sample(
     if not callable(model):
         msg = f"model must be callable as model(x, t); got {type(model).__name__}"
         raise TypeError(msg)
+    _check_options(method, eta, progress, variance_type, final_alpha_cumprod)
     steps = _check_sampler_timesteps(timesteps, len(schedule), method)
     dynamic_threshold = _check_processing(clip_denoised, dynamic_threshold)
     _, xp, _ = _setup(schedule, 0, "x_T", x_T)
     draw = _noise_source(generator, len(steps))
+    noisy = method == "ddpm" or eta > 0
+    first = draw(0, x_T) if noisy else None
     estimates: dict[str, Any] = {
         "prediction_type": prediction_type,
         "clip_denoised": clip_denoised,
@@ -924,19 +1050,19 @@ def sample(
     for i, t in enumerate(steps.tolist()):
         t_prev = int(steps[i + 1]) if i + 1 < len(steps) else -1
         output = model(x, _model_timesteps(xp, schedule, t, x))
-        _check_returned(output, x, t)
+        _check_returned(output, x, f"at timestep t = {t}")
+        noise = first if i == 0 else draw(i, x) if noisy else None
         if method == "ddpm":
             x = ddpm_step(
                 schedule,
                 output,
                 x,
                 t,
-                draw(i, x),
+                noise,
                 variance_type=variance_type,
                 **estimates,
             ).x_prev
         elif method == "ddim":
-            noise = draw(i, x) if eta > 0 else None
             x = ddim_step(
                 schedule,
                 output,
@@ -961,14 +1087,17 @@ def sample(
     return x
 
 
-def _check_returned(output: Any, x: Array, t: int) -> None:
-    """Raise a TypeError unless the model returned an array of x's library."""
+def _check_returned(output: Any, x: Array, when: str, name: str = "model") -> None:
+    """Raise a TypeError unless the callable returned an array of x's library.
+
+    ``when`` says which call it was ("at timestep t = 5").
+    """
     try:
         namespace(x=x, model_output=output)
     except TypeError as error:
         msg = (
-            f"model must return an array of x's library, {_kind(x)}; at "
-            f"timestep t = {t} it returned {_kind(output)}"
+            f"{name} must return an array of x's library, {_kind(x)}; {when} "
+            f"it returned {_kind(output)}"
         )
         raise TypeError(msg) from error
 
@@ -984,7 +1113,11 @@ def _kind(value: Any) -> str:
 
 
 def _model_timesteps(xp: Namespace, schedule: Schedule, t: int, x: Array) -> Array:
-    """The original timestep of step t, as an int64 array (B,) on x's device."""
+    """The original timestep of step t, an array (B,) on x's device.
+
+    Its dtype is the namespace's default integer dtype: int64, or int32 on
+    JAX without x64, where asking for int64 warns.
+    """
     batch = x.shape[0] if x.ndim else 1
     original = int(schedule.timestep_map[t])
-    return xp.full((batch,), original, dtype=xp.int64, device=compat.device(x))
+    return xp.full((batch,), original, device=compat.device(x))

@@ -1,0 +1,550 @@
+"""Bad input and random streams of the samplers, found by a fresh-user trial.
+
+Seeds and JAX keys give fresh noise at every step; the options of
+``sample``, ``dpmpp_2m_step``'s ``previous``, the noise levels of
+``karras_sigmas``, ``timesteps_for_sigmas`` and the NCSN functions, and what
+a score model returns are checked up front, with errors naming the argument.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import subprocess
+import sys
+from typing import Any
+
+import numpy as np
+import pytest
+
+import diffcore
+from diffcore import Schedule
+
+from ._helpers import to_numpy
+
+LINEAR = Schedule.linear(1000)
+SHORT = Schedule.linear(4, beta_start=0.1, beta_end=0.5)
+
+
+def _jax() -> Any:
+    jax = pytest.importorskip("jax", reason="jax is not installed")
+    jax.config.update("jax_enable_x64", True)
+    return jax
+
+
+def _ddpm_noises(x_T: Any, generator: Any) -> list[np.ndarray]:
+    """The z of each DDPM step, recovered from the states the model sees."""
+    states: list[np.ndarray] = []
+
+    def model(x: Any, t: Any) -> Any:
+        states.append(to_numpy(x))
+        return 0 * x
+
+    out = diffcore.sample(
+        SHORT, model, x_T, generator=generator, prediction_type="sample"
+    )
+    states.append(to_numpy(out))
+    noises = []
+    for k, t in enumerate(range(len(SHORT) - 1, 0, -1)):
+        mean = SHORT.posterior_mean_coef_xt[t] * states[k]
+        noises.append((states[k + 1] - mean) / math.sqrt(SHORT.posterior_variance[t]))
+    return noises
+
+
+def _langevin_noises(x: Any, generator: Any) -> list[np.ndarray]:
+    """The z of each Langevin step, with a zero score: the increments."""
+    states: list[np.ndarray] = []
+
+    def score(x: Any, sigma: float) -> Any:
+        states.append(to_numpy(x))
+        return 0 * x
+
+    out = diffcore.annealed_langevin(score, x, [1.0, 0.5], 0.1, 2, generator=generator)
+    states.append(to_numpy(out))
+    return [b - a for a, b in itertools.pairwise(states)]
+
+
+def _bound_noises(x_0: Any, generator: Any) -> list[np.ndarray]:
+    """The eps of each step of variational_bound, from the x_t it draws."""
+    seen: list[np.ndarray] = []
+
+    def model(x_t: Any, t: Any) -> Any:
+        seen.append(to_numpy(x_t))
+        return 0 * x_t, 0 * x_t
+
+    diffcore.variational_bound(SHORT, model, x_0, generator=generator)
+    x0 = to_numpy(x_0)
+    return [
+        (x_t - SHORT.sqrt_alphas_cumprod[t] * x0)
+        / SHORT.sqrt_one_minus_alphas_cumprod[t]
+        for t, x_t in enumerate(seen)
+    ]
+
+
+def _all_distinct(noises: list[np.ndarray]) -> bool:
+    return all(
+        not np.allclose(a, b) for i, a in enumerate(noises) for b in noises[i + 1 :]
+    )
+
+
+# -- 1, 2: one stream of fresh noise from a seed or a key -------------------------
+
+
+@pytest.mark.parametrize("seed", [0, np.int64(0), np.uint32(0)])
+def test_an_integer_seed_gives_fresh_noise_at_every_step(seed: Any) -> None:
+    x = np.zeros((2, 3))
+    assert _all_distinct(_langevin_noises(x, seed))
+    assert _all_distinct(_bound_noises(np.full((2, 3), -1.0), seed))
+    assert _all_distinct(_ddpm_noises(x, seed))
+
+
+def test_numpy_and_python_integer_seeds_give_the_same_streams() -> None:
+    x = np.zeros((2, 3))
+    for draws in (_langevin_noises, _ddpm_noises):
+        np.testing.assert_array_equal(draws(x, 7), draws(x, np.int64(7)))
+
+
+@pytest.mark.parametrize("draws", [_ddpm_noises, _langevin_noises, _bound_noises])
+def test_a_jax_key_is_split_per_step(draws: Any) -> None:
+    jax = _jax()
+    x = jax.numpy.full((2, 3), -1.0)
+    noises = draws(x, jax.random.key(0))
+    assert _all_distinct(noises)
+    again = draws(x, jax.random.key(0))
+    np.testing.assert_array_equal(noises, again)
+
+
+@pytest.mark.parametrize("draws", [_ddpm_noises, _langevin_noises, _bound_noises])
+def test_an_int_seed_works_for_jax_arrays(draws: Any) -> None:
+    jax = _jax()
+    noises = draws(jax.numpy.full((2, 3), -1.0), np.int64(3))
+    assert _all_distinct(noises)
+
+
+def test_torch_gets_numpy_integer_seeds() -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    x = torch.zeros((2, 3), dtype=torch.float64)
+    a = diffcore.standard_normal_like(x, np.int64(5))
+    b = diffcore.standard_normal_like(x, 5)
+    assert torch.equal(a, b)
+    assert _all_distinct(_langevin_noises(x, np.int64(5)))
+
+
+# -- 12: every seed goes through one check ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seed", "error", "match"),
+    [
+        (
+            -1,
+            ValueError,
+            r"generator as an int seed must lie in \[0, 2\*\*63\); got -1",
+        ),
+        (2**70, ValueError, r"must lie in \[0, 2\*\*63\); got 1180591620717411303424"),
+        (np.int64(-3), ValueError, r"got -3"),
+        (True, TypeError, "got the bool True"),
+        (np.True_, TypeError, "got the bool True"),
+    ],
+)
+def test_bad_seeds_are_refused_alike_everywhere(
+    seed: Any, error: type, match: str
+) -> None:
+    x = np.zeros((2, 3))
+    calls = [
+        lambda: diffcore.sample(SHORT, lambda x, t: 0 * x, x, generator=seed),
+        lambda: diffcore.annealed_langevin(
+            lambda x, s: 0 * x, x, [1.0], 0.1, 1, generator=seed
+        ),
+        lambda: diffcore.variational_bound(
+            SHORT, lambda x, t: (0 * x, 0 * x), x - 1, generator=seed
+        ),
+        lambda: diffcore.q_sample(SHORT, x, 0, generator=seed),
+    ]
+    for call in calls:
+        with pytest.raises(error, match=match):
+            call()
+
+
+def test_a_bad_generator_is_refused_before_the_model_is_called() -> None:
+    def model(x: Any, t: Any) -> Any:
+        raise AssertionError("the model was called")
+
+    with pytest.raises(TypeError, match="generator must be None, an int seed"):
+        diffcore.sample(SHORT, model, np.zeros(2), generator="seed")
+
+
+# -- 3: sample's options, before any model call -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        (
+            {"method": "dpmpp_2m", "final_alpha_cumprod": "bogus"},
+            ValueError,
+            "final_alpha_cumprod must be one of 'one', 'first'; got 'bogus'",
+        ),
+        (
+            {"final_alpha_cumprod": "bogus"},
+            ValueError,
+            "final_alpha_cumprod must be one of",
+        ),
+        ({"eta": "bogus"}, TypeError, "eta must be a float in \\[0, 1\\]; got 'bogus'"),
+        ({"method": "ddim", "eta": 1.5}, ValueError, "eta must lie in \\[0, 1\\]"),
+        (
+            {"method": "dpmpp_2m", "eta": 0.5},
+            ValueError,
+            "eta applies to method=ddim only; got eta=0.5 with method='dpmpp_2m'",
+        ),
+        ({"eta": 0.5}, ValueError, "eta applies to method=ddim only"),
+        (
+            {"method": "ddim", "variance_type": "fixed_large"},
+            ValueError,
+            "variance_type applies to method=ddpm only",
+        ),
+        (
+            {"final_alpha_cumprod": "first"},
+            ValueError,
+            "final_alpha_cumprod applies to method=ddim or dpmpp_2m only",
+        ),
+        ({"progress": 5}, TypeError, "progress must be None or callable"),
+    ],
+)
+def test_sample_checks_every_option_before_the_model(
+    kwargs: Any, error: type, match: str
+) -> None:
+    def model(x: Any, t: Any) -> Any:
+        raise AssertionError("the model was called")
+
+    with pytest.raises(error, match=match):
+        diffcore.sample(SHORT, model, np.zeros(2), generator=0, **kwargs)
+
+
+def test_sample_still_takes_the_options_its_method_uses() -> None:
+    model = lambda x, t: 0.1 * x  # noqa: E731
+    x = np.ones(2)
+    for method in ("ddim", "dpmpp_2m"):
+        out = diffcore.sample(
+            SHORT, model, x, method=method, final_alpha_cumprod="first"
+        )
+        assert np.all(np.isfinite(out))
+    out = diffcore.sample(SHORT, model, x, method="ddim", eta=0.5, generator=0)
+    assert np.all(np.isfinite(out))
+    out = diffcore.sample(SHORT, model, x, variance_type="fixed_large", generator=0)
+    assert np.all(np.isfinite(out))
+
+
+# -- 4: timesteps_for_sigmas ------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [math.inf, math.nan, 0.0, -1.0])
+@pytest.mark.parametrize(
+    "schedule", [LINEAR, Schedule.scaled_linear(1000).rescale_zero_terminal_snr()]
+)
+def test_timesteps_for_sigmas_refuses_levels_that_are_not_positive_finite(
+    bad: float, schedule: Schedule
+) -> None:
+    with pytest.raises(
+        ValueError, match=r"sigmas must be positive and finite; got sigmas\[0\]"
+    ):
+        diffcore.timesteps_for_sigmas(schedule, [bad, 1e10, 1.0])
+
+
+def test_timesteps_for_sigmas_on_zero_terminal_snr_gives_no_warning() -> None:
+    zero_snr = Schedule.scaled_linear(1000).rescale_zero_terminal_snr()
+    steps = diffcore.timesteps_for_sigmas(zero_snr, [1e10, 1.0])
+    assert steps.tolist()[0] == 998  # the noisiest finite level
+    assert steps.tolist()[-1] < 998
+
+
+# -- 5: karras_sigmas -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"rho": math.inf}, ValueError, "rho must be positive and finite; got inf"),
+        ({"rho": math.nan}, ValueError, "rho must be positive and finite; got nan"),
+        ({"rho": True}, TypeError, "rho must be a real number; got True"),
+        ({"sigma_min": "0.01"}, TypeError, "sigma_min must be a real number"),
+    ],
+)
+def test_karras_sigmas_refuses_bad_parameters(
+    kwargs: Any, error: type, match: str
+) -> None:
+    args = {"sigma_min": 0.01, "sigma_max": 80.0, **kwargs}
+    with pytest.raises(error, match=match):
+        diffcore.karras_sigmas(4, **args)
+
+
+@pytest.mark.parametrize(
+    ("sigma_min", "rho"), [(0.01, 1e-3), (0.01, 1e-300), (5e-324, 7.0), (0.01, 1e6)]
+)
+def test_karras_sigmas_are_positive_decreasing_and_end_exactly(
+    sigma_min: float, rho: float
+) -> None:
+    sigmas = diffcore.karras_sigmas(4, sigma_min, 80.0, rho=rho)
+    assert sigmas[0] == 80.0 and sigmas[-1] == sigma_min
+    assert np.all(sigmas > 0) and np.all(np.diff(sigmas) <= 0)
+
+
+def test_karras_sigmas_match_the_root_formula() -> None:
+    ramp = np.linspace(0.0, 1.0, 10)
+    lo, hi = 0.002 ** (1 / 7), 80.0 ** (1 / 7)
+    expected = (hi + ramp * (lo - hi)) ** 7
+    got = diffcore.karras_sigmas(10, 0.002, 80.0)
+    np.testing.assert_allclose(got, expected, rtol=1e-13)
+
+
+# -- 6: timesteps_for at the int64 limit ------------------------------------------
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+def test_timesteps_for_is_exact_for_huge_T(spacing: Any) -> None:
+    T, n = 2**62, 3
+    steps = diffcore.timesteps_for(T, n, spacing)
+    assert steps.dtype == np.int64
+    if spacing == "leading":
+        exact = [(T // n) * i for i in range(n)]
+    elif spacing == "trailing":
+        exact = [((i + 1) * T * 2 + n) // (2 * n) - 1 for i in range(n)]
+    else:
+        exact = [(i * (T - 1) * 2 + (n - 1)) // (2 * (n - 1)) for i in range(n)]
+    assert steps.tolist() == exact[::-1]
+    assert np.all(np.diff(steps) < 0) and steps[-1] >= 0
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((2**63 + 10, 3), "T must be below 2\\*\\*63"),
+        ((1000, 3, "leading", 2**70), "offset must lie in \\(-T, T\\)"),
+    ],
+)
+def test_timesteps_for_refuses_what_does_not_fit(args: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        diffcore.timesteps_for(*args)
+
+
+# -- 7: unsigned timesteps --------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint64])
+def test_sample_takes_unsigned_timesteps(dtype: Any) -> None:
+    s = Schedule.linear(300)
+    model = lambda x, t: 0 * x  # noqa: E731
+    x = np.ones((2, 3))
+    got = diffcore.sample(s, model, x, np.array([255, 100], dtype), method="ddim")
+    expected = diffcore.sample(s, model, x, [255, 100], method="ddim")
+    np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        diffcore.sample(s, model, x, np.array([100, 255], dtype), method="ddim")
+
+
+# -- 8: dpmpp_2m_step's previous and integer types ---------------------------------
+
+X = np.ones((2, 3))
+X0 = np.full((2, 3), 0.5)
+LAST = np.full((2, 3), 0.25)
+
+
+@pytest.mark.parametrize(
+    ("previous", "error", "match"),
+    [
+        (
+            (LAST, 500),
+            ValueError,
+            r"previous\[1\].*must lie in \(t, T\) = \(500, 1000\); got 500",
+        ),
+        ((LAST, 450), ValueError, r"got 450"),
+        ((LAST, -1), ValueError, r"got -1"),
+        ((LAST, 5000), ValueError, r"got 5000"),
+        ((LAST, 600.0), TypeError, r"previous\[1\] must be an int; got 600.0"),
+        ((LAST, True), TypeError, r"previous\[1\] must be an int"),
+        ((np.ones(3), 600), ValueError, r"previous\[0\] must have the shape of x_t"),
+        ((np.ones(4), 600), ValueError, r"previous\[0\] must have the shape of x_t"),
+        (
+            (LAST.astype(np.float32), 600),
+            TypeError,
+            r"previous\[0\] must have the dtype",
+        ),
+        ((LAST * np.nan, 600), ValueError, r"previous\[0\] must be finite"),
+        ([LAST, 600], TypeError, "previous must be None or a pair"),
+        ((LAST, 600, 1), TypeError, "tuple of length 3"),
+        (LAST, TypeError, "previous must be None or a pair"),
+    ],
+)
+def test_dpmpp_2m_step_checks_previous(previous: Any, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        diffcore.dpmpp_2m_step(LINEAR, X, X0, 500, 400, previous=previous)
+
+
+def test_dpmpp_2m_step_takes_numpy_integers() -> None:
+    expected = diffcore.dpmpp_2m_step(LINEAR, X, X0, 500, 400, previous=(LAST, 600))
+    got = diffcore.dpmpp_2m_step(
+        LINEAR, X, X0, np.int64(500), np.int32(400), previous=(LAST, np.int64(600))
+    )
+    np.testing.assert_array_equal(got, expected)
+    t, t_prev = diffcore.timesteps_for(1000, 2, "trailing")
+    assert diffcore.dpmpp_2m_step(LINEAR, X, X0, t, t_prev).shape == X.shape
+    with pytest.raises(TypeError, match=r"t_prev must be an int; got 400\.0"):
+        diffcore.dpmpp_2m_step(LINEAR, X, X0, 500, 400.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="t must be an int; got True"):
+        diffcore.dpmpp_2m_step(LINEAR, X, X0, True, -1)
+
+
+def test_dpmpp_2m_final_step_onto_alpha_bar_0_is_the_identity() -> None:
+    # From t = 0 to final_alpha_cumprod="first" the step has h = 0; the
+    # second-order correction divided by it.
+    s = SHORT
+    model = lambda x, t: 0.1 * x  # noqa: E731
+    x = np.ones(2)
+    full = diffcore.sample(s, model, x, method="dpmpp_2m", final_alpha_cumprod="first")
+    short = diffcore.sample(
+        s, model, x, [3, 2, 1], method="dpmpp_2m", final_alpha_cumprod="first"
+    )
+    np.testing.assert_array_equal(full, short)
+    step = diffcore.dpmpp_2m_step(
+        s, x, 0 * x, 0, -1, previous=(x, 1), final_alpha_cumprod="first"
+    )
+    np.testing.assert_array_equal(step, x)
+
+
+# -- 9: NCSN sigma, checked alike in every library ---------------------------------
+
+
+def _torch() -> Any:
+    return pytest.importorskip("torch", reason="torch is not installed")
+
+
+def _strict() -> Any:
+    return pytest.importorskip("array_api_strict", reason="not installed")
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch", "array_api_strict"])
+@pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf, 0.0])
+@pytest.mark.parametrize("function", ["perturb", "dsm_target", "dsm_loss"])
+def test_ncsn_sigma_arrays_are_checked_in_every_library(
+    library: str, bad: float, function: str
+) -> None:
+    if library == "numpy":
+        xp: Any = np
+    elif library == "torch":
+        xp = _torch()
+    else:
+        xp = _strict()
+    x = xp.zeros((2, 3), dtype=xp.float64)
+    sigma = xp.asarray([1.0, bad], dtype=xp.float64)
+    call = {
+        "perturb": lambda: diffcore.perturb(x, sigma, x),
+        "dsm_target": lambda: diffcore.dsm_target(x, x, sigma),
+        "dsm_loss": lambda: diffcore.dsm_loss(x, x, x, sigma),
+    }[function]
+    with pytest.raises(
+        ValueError, match=r"sigma must be positive and finite; got sigma\[1\]"
+    ):
+        call()
+
+
+@pytest.mark.parametrize(
+    ("sigma", "error", "match"),
+    [
+        (
+            "1",
+            TypeError,
+            "sigma must be a number or an array of shape \\(B,\\); got '1'",
+        ),
+        (None, TypeError, "sigma must be a number or an array"),
+        (["a", "b"], TypeError, "sigma must be a number or a sequence of numbers"),
+        ([1.0, -2.0], ValueError, r"got sigma\[1\] = -2.0"),
+    ],
+)
+def test_ncsn_sigma_of_a_wrong_type(sigma: Any, error: type, match: str) -> None:
+    x = np.zeros((2, 3))
+    with pytest.raises(error, match=match):
+        diffcore.perturb(x, sigma, x)
+
+
+def test_ncsn_sigma_from_another_library_is_a_type_error() -> None:
+    torch = _torch()
+    x = np.zeros((2, 3))
+    with pytest.raises(TypeError, match=r"sigma is torch\.Tensor"):
+        diffcore.perturb(x, torch.tensor([1.0, 2.0], dtype=torch.float64), x)
+
+
+def test_ncsn_array_sigma_with_0d_x_is_a_value_error() -> None:
+    x = np.zeros(())
+    with pytest.raises(ValueError, match="a number for 0-d x; got shape \\(1,\\)"):
+        diffcore.perturb(x, np.ones(1), x)
+    assert float(diffcore.perturb(x, 2.0, np.ones(()))) == 2.0
+
+
+# -- 10: what the score model returns ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("score", "x", "error", "match"),
+    [
+        (
+            lambda x, s: np.zeros((5, 2, 3)),
+            np.zeros((2, 3)),
+            ValueError,
+            "score must have the shape of x, \\(2, 3\\); got \\(5, 2, 3\\)",
+        ),
+        (
+            lambda x, s: np.zeros((2, 3), np.float32),
+            np.zeros((2, 3), np.float16),
+            TypeError,
+            "score must have the dtype of x, float16; got float32",
+        ),
+        (
+            lambda x, s: [0.0] * 6,
+            np.zeros((2, 3)),
+            TypeError,
+            "score must return an array of x's library, numpy.ndarray; at sigma = "
+            "1.0 it returned list",
+        ),
+    ],
+)
+def test_annealed_langevin_checks_the_score(
+    score: Any, x: Any, error: type, match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        diffcore.annealed_langevin(score, x, [1.0, 0.5], 0.1, 2, generator=0)
+
+
+@pytest.mark.parametrize("denoise", ["no", 1, None])
+def test_annealed_langevin_denoise_must_be_a_bool(denoise: Any) -> None:
+    with pytest.raises(TypeError, match="denoise must be a bool"):
+        diffcore.annealed_langevin(
+            lambda x, s: 0 * x, np.zeros(2), [1.0], 0.1, 1, denoise=denoise
+        )
+
+
+def test_annealed_langevin_keeps_a_float16_state() -> None:
+    out = diffcore.annealed_langevin(
+        lambda x, s: -x, np.zeros((2, 3), np.float16), [1.0, 0.5], 0.1, 2, generator=0
+    )
+    assert out.dtype == np.float16
+
+
+# -- 11: no JAX dtype warning in 32-bit mode --------------------------------------
+
+
+def test_jax_32_bit_mode_sample_and_bound_give_no_warning() -> None:
+    pytest.importorskip("jax", reason="jax is not installed")
+    code = (
+        "import jax, jax.numpy as jnp, diffcore\n"
+        "s = diffcore.Schedule.linear(4)\n"
+        "x = jnp.full((2, 3), -1.0)\n"
+        "seen = []\n"
+        "def model(x, t):\n"
+        "    seen.append(t.dtype)\n"
+        "    return 0 * x\n"
+        "diffcore.sample(s, model, x, generator=0)\n"
+        "diffcore.sample(s, model, x, method='ddim')\n"
+        "diffcore.variational_bound(s, lambda x, t: (0 * x, 0 * x), x, generator=0)\n"
+        "assert all(d == jnp.int32 for d in seen), seen\n"
+    )
+    subprocess.run([sys.executable, "-W", "error", "-c", code], check=True)
