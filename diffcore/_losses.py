@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._arrays import Array, finish, gather, upcast
+from ._arrays import Array, _check_range, finish, gather, upcast
 from ._forward import _setup
 from ._likelihood import mean_over_dims
 from ._parameterisation import velocity
+from ._random import _check_seed
 from ._reverse import PREDICTION_TYPES, check_choice
 from ._schedule import Schedule, as_schedule
 
@@ -275,6 +276,38 @@ def _check_size(name: str, value: Any) -> int:
     return int(value)
 
 
+def _rng(rng: Any) -> Any:
+    """A NumPy generator from a generator, an int seed or None."""
+    if isinstance(rng, (np.random.Generator, np.random.RandomState)):
+        return rng
+    if isinstance(rng, np.integer):
+        rng = int(rng)
+    if rng is None or isinstance(rng, int):
+        _check_seed("rng", rng)
+        return np.random.default_rng(rng)
+    msg = (
+        "rng must be a numpy.random.Generator, an int seed or None; "
+        f"got {type(rng).__name__}"
+    )
+    raise TypeError(msg)
+
+
+def _host_values(values: Any) -> np.ndarray[Any, Any]:
+    """Values of any library as NumPy, off any autograd graph; floats as float64.
+
+    Torch tensors are recognised by duck typing (no import of torch): a loss
+    that requires grad, or is bfloat16, is detached and read on the host.
+    """
+    if hasattr(values, "detach") and hasattr(values, "is_floating_point"):
+        values = values.detach().cpu()
+        if values.is_floating_point():
+            values = values.double()
+        return np.asarray(values.numpy())
+    if hasattr(values, "get") and hasattr(values, "__cuda_array_interface__"):
+        return np.asarray(values.get())
+    return np.asarray(values)
+
+
 class UniformSampler:
     """Timesteps drawn uniformly from {0, ..., T-1}, each with weight 1.
 
@@ -299,14 +332,15 @@ class UniformSampler:
         return np.full(self.T, 1.0 / self.T)
 
     def sample(
-        self, batch_size: int, rng: np.random.Generator
+        self, batch_size: int, rng: Any = None
     ) -> tuple[NDArray[np.int64], Float64Array]:
         """Draw timesteps and the weights 1 / (T p_t) that keep losses unbiased.
 
         Parameters
         ----------
         batch_size : int
-        rng : numpy.random.Generator
+        rng : numpy.random.Generator, int seed or None
+            The source of the draws; None draws fresh entropy.
 
         Returns
         -------
@@ -316,9 +350,38 @@ class UniformSampler:
             estimates the uniform average over t whatever the sampler.
         """
         batch_size = _check_size("batch_size", batch_size)
+        rng = _rng(rng)
         p = self.probabilities()
         t = rng.choice(self.T, size=batch_size, p=p).astype(np.int64)
         return t, 1.0 / (self.T * p[t])
+
+
+def _check_update(steps: NDArray[Any], values: NDArray[Any], T: int) -> None:
+    """t must hold integers in [0, T) and losses as many finite real numbers."""
+    if steps.size and (
+        steps.dtype == np.bool_ or not np.issubdtype(steps.dtype, np.integer)
+    ):
+        msg = f"t must hold integers; got {steps.dtype}"
+        raise TypeError(msg)
+    if values.dtype == np.bool_ or not (
+        np.issubdtype(values.dtype, np.integer)
+        or np.issubdtype(values.dtype, np.floating)
+    ):
+        msg = f"losses must hold real numbers; got {values.dtype}"
+        raise TypeError(msg)
+    if steps.shape != values.shape:
+        msg = (
+            f"t and losses must have one entry per sample; got shapes "
+            f"{steps.shape} and {values.shape}"
+        )
+        raise ValueError(msg)
+    if steps.size:
+        _check_range("t", steps, T)
+    finite = np.isfinite(values)
+    if not finite.all():
+        i = int(np.argmin(finite))
+        msg = f"losses must be finite; got {values[i]} at t = {steps[i]}"
+        raise ValueError(msg)
 
 
 class LossHistorySampler(UniformSampler):
@@ -370,19 +433,20 @@ class LossHistorySampler(UniformSampler):
         Parameters
         ----------
         t : array_like of int, shape (B,)
+            Integers in [0, T), of any library.
         losses : array_like of float, shape (B,)
+            Finite real numbers, of any library; a torch tensor that
+            requires grad is detached, and every dtype is read as float64.
+
+        Raises
+        ------
+        TypeError, ValueError
+            For bad t or losses, before anything is recorded.
         """
-        steps = np.asarray(t).reshape(-1)
-        values = np.asarray(losses, dtype=np.float64).reshape(-1)
-        if steps.shape != values.shape:
-            msg = (
-                f"t and losses must have one entry per sample; got shapes "
-                f"{steps.shape} and {values.shape}"
-            )
-            raise ValueError(msg)
-        if steps.size and (steps.min() < 0 or steps.max() >= self.T):
-            msg = f"t must lie in [0, {self.T}); got values up to {steps.max()}"
-            raise ValueError(msg)
+        steps = _host_values(t).reshape(-1)
+        values = _host_values(losses).reshape(-1)
+        _check_update(steps, values, self.T)
+
         for step, value in zip(steps.tolist(), values.tolist(), strict=True):
             row = self._losses[step]
             row[:-1] = row[1:].copy()
@@ -393,8 +457,10 @@ class LossHistorySampler(UniformSampler):
         """Uniform until warm, then proportional to the RMS of the history."""
         if not self.warm:
             return super().probabilities()
-        rms = np.sqrt(np.mean(self._losses**2, axis=1))
-        if not rms.sum() > 0:
+        # The RMS of losses divided by the largest, so squares cannot overflow.
+        scale = np.max(np.abs(self._losses))
+        if not scale > 0:
             return super().probabilities()
+        rms = np.sqrt(np.mean((self._losses / scale) ** 2, axis=1))
         p: Float64Array = rms / rms.sum()
         return (1.0 - self.uniform_share) * p + self.uniform_share / self.T
