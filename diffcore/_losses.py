@@ -107,6 +107,11 @@ def loss_weights(
             w^{\\epsilon}_t = \\frac{\\beta_t^2}{2\\sigma_t^2\\,\\alpha_t\\,
             (1-\\bar\\alpha_t)}
 
+        times snr_t on x_0 and alpha_bar_t on v, computed with
+        alpha_bar_t / alpha_t = alpha_bar_{t-1}: at the last step of a
+        zero-terminal-SNR schedule the eps weight is infinite while the x_0
+        and v weights are finite, alpha_bar_{T-2} / (2 sigma_{T-1}^2).
+
     Parameters
     ----------
     schedule : Schedule
@@ -148,7 +153,9 @@ def _check_weighting(
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
     check_choice("variance_type", variance_type, _VARIANCES)
     value = math.nan
-    if isinstance(gamma, (int, float)) and not isinstance(gamma, bool):
+    if isinstance(gamma, (int, float, np.integer, np.floating)) and not isinstance(
+        gamma, bool
+    ):
         try:
             value = float(gamma)
         except OverflowError:  # an int beyond float64
@@ -171,11 +178,10 @@ def _weights(
         return np.ones(len(schedule))
     if weighting == "min_snr":
         return _min_snr(snr, float(gamma), prediction_type)
-    eps_weight = np.ones(len(schedule))
     if weighting == "vlb":
-        eps_weight = _vlb_eps_weights(schedule, variance_type)
-    factor = {"epsilon": np.ones_like(snr), "sample": snr, "v": ab}[prediction_type]
-    return eps_weight * factor
+        return _vlb_weights(schedule, variance_type, prediction_type)
+    # "epsilon": the factors that turn each target's error into the eps error
+    return {"epsilon": np.ones_like(snr), "sample": snr, "v": ab}[prediction_type]
 
 
 def _min_snr(snr: Float64Array, gamma: float, prediction_type: str) -> Float64Array:
@@ -188,15 +194,28 @@ def _min_snr(snr: Float64Array, gamma: float, prediction_type: str) -> Float64Ar
         return np.minimum(1.0, gamma / snr)
 
 
-def _vlb_eps_weights(schedule: Schedule, variance_type: str) -> Float64Array:
-    """beta^2 / (2 sigma^2 alpha (1 - alpha_bar)), Ho et al. (2020), eq. 12."""
+def _vlb_weights(
+    schedule: Schedule, variance_type: str, prediction_type: str
+) -> Float64Array:
+    """Ho et al. (2020), eq. 12: beta^2 / (2 sigma^2 alpha (1 - alpha_bar)) on eps.
+
+    Times snr_t on x_0 and alpha_bar_t on v, with alpha_bar_t / alpha_t
+    written as alpha_bar_{t-1}: at the last step of a zero-terminal-SNR
+    schedule alpha_t = alpha_bar_t = 0, the eps weight is infinite, and the
+    x_0 and v weights are finite (no inf * 0).
+    """
     if variance_type == "fixed_small":
         variance = np.exp(schedule.posterior_log_variance_clipped)
     else:
         variance = schedule.betas
     one_minus = -np.expm1(schedule.log_alphas_cumprod)
-    with np.errstate(divide="ignore"):
-        return schedule.betas**2 / (2.0 * variance * schedule.alphas * one_minus)
+    scale = schedule.betas**2 / (2.0 * variance * one_minus)
+    if prediction_type == "epsilon":
+        with np.errstate(divide="ignore"):
+            return scale / schedule.alphas
+    if prediction_type == "v":
+        return scale * schedule.alphas_cumprod_prev
+    return scale * schedule.alphas_cumprod_prev / one_minus
 
 
 def diffusion_loss(
@@ -252,6 +271,12 @@ def diffusion_loss(
     schedule, xp, steps = _setup(
         schedule, t, "x_0", x_0, noise=noise, prediction=prediction
     )
+    if any(size == 0 for size in x_0.shape[1:]):
+        msg = (
+            "x_0 must have at least one value per sample to average the "
+            f"squared error over; got shape {tuple(x_0.shape)}"
+        )
+        raise ValueError(msg)
     target = training_target(schedule, x_0, t, noise, prediction_type)
     error = mean_over_dims(xp, (upcast(xp, prediction) - upcast(xp, target)) ** 2)
     # The table is kept by the schedule, so its host, rounded and device

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import mpmath as mp
 import numpy as np
 import pytest
 
 import diffcore
+from diffcore import Schedule
 
 # LossHistorySampler and UniformSampler
 
@@ -80,3 +82,83 @@ def test_sampler_refuses_a_bad_rng(
 ) -> None:
     with pytest.raises(error, match=match):
         diffcore.UniformSampler(10).sample(3, rng)
+
+
+# Loss weights and the diffusion loss
+
+
+def _vlb_reference(schedule: Schedule, variance_type: str, t: int) -> list[Any]:
+    """Eps, x_0 and v weights of the bound at step t, in 40-digit arithmetic."""
+    mp.mp.dps = 40
+    betas = [mp.mpf(float(b)) for b in schedule.betas]
+    ab = mp.fprod(1 - b for b in betas[: t + 1])
+    ab_prev = mp.fprod(1 - b for b in betas[:t])
+    if variance_type == "fixed_large":
+        variance = betas[t]
+    else:
+        variance = mp.exp(mp.mpf(float(schedule.posterior_log_variance_clipped[t])))
+    # beta^2 / (2 sigma^2 alpha (1 - ab)) times 1, snr and ab; alpha_bar_t / alpha_t
+    # is alpha_bar_{t-1}, which keeps the last step of a zero-SNR schedule finite.
+    scale = betas[t] ** 2 / (2 * variance * (1 - ab))
+    alpha = 1 - betas[t]
+    eps = scale / alpha if alpha > 0 else mp.inf
+    return [eps, scale * ab_prev / (1 - ab), scale * ab_prev]
+
+
+@pytest.mark.parametrize("variance_type", ["fixed_small", "fixed_large"])
+def test_vlb_weights_of_a_zero_terminal_snr_schedule(variance_type: str) -> None:
+    s = Schedule.scaled_linear(1000).rescale_zero_terminal_snr()
+    assert s.alphas_cumprod[-1] == 0.0
+    for t in (0, 1, 500, 998, 999):
+        want = _vlb_reference(s, variance_type, t)
+        for prediction_type, expected in zip(
+            ["epsilon", "sample", "v"], want, strict=True
+        ):
+            got = diffcore.loss_weights(
+                s, "vlb", prediction_type, variance_type=variance_type
+            )
+            if expected == mp.inf:
+                assert got[t] == np.inf
+            else:
+                assert got[t] == pytest.approx(float(expected), rel=1e-10)
+    # the last step, analytically: alpha_bar_{T-2} / (2 sigma^2)
+    ab = s.alphas_cumprod[-2]
+    sigma2 = 1.0 - ab if variance_type == "fixed_small" else 1.0
+    for prediction_type in ("sample", "v"):
+        got = diffcore.loss_weights(
+            s, "vlb", prediction_type, variance_type=variance_type
+        )
+        assert got[-1] == pytest.approx(ab / (2.0 * sigma2), rel=1e-12)
+
+
+def test_vlb_loss_at_the_last_zero_snr_step_is_finite() -> None:
+    s = Schedule.scaled_linear(1000).rescale_zero_terminal_snr()
+    x_0, noise = np.zeros((2, 3)), np.ones((2, 3))
+    loss = diffcore.diffusion_loss(
+        s, np.zeros((2, 3)), x_0, 999, noise, prediction_type="v", weighting="vlb"
+    )
+    # v = sqrt(ab) eps - sqrt(1 - ab) x_0 = 0 at the last step, so the error is 0
+    weight = diffcore.loss_weights(s, "vlb", "v")[-1]
+    assert np.isfinite(weight) and loss.tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("gamma", [np.float32(5.0), np.float64(5.0), np.int64(5)])
+def test_min_snr_gamma_takes_numpy_scalars(gamma: Any) -> None:
+    s = Schedule.linear(100)
+    np.testing.assert_array_equal(
+        diffcore.loss_weights(s, "min_snr", gamma=gamma),
+        diffcore.loss_weights(s, "min_snr", gamma=5.0),
+    )
+
+
+@pytest.mark.parametrize("gamma", [True, np.bool_(True), "5"])
+def test_min_snr_gamma_refuses_bools_and_strings(gamma: Any) -> None:
+    with pytest.raises(ValueError, match="gamma must be a positive finite number"):
+        diffcore.loss_weights(Schedule.linear(10), "min_snr", gamma=gamma)
+
+
+def test_diffusion_loss_refuses_samples_with_no_dimensions() -> None:
+    s = Schedule.linear(10)
+    empty = np.ones((2, 0))
+    with pytest.raises(ValueError, match=r"x_0 must have at least one value per "):
+        diffcore.diffusion_loss(s, empty, empty, 5, empty)
