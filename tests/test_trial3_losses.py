@@ -120,7 +120,7 @@ def test_vlb_weights_of_a_zero_terminal_snr_schedule(variance_type: str) -> None
             if expected == mp.inf:
                 assert got[t] == np.inf
             else:
-                assert got[t] == pytest.approx(float(expected), rel=1e-10)
+                assert got[t] == pytest.approx(float(expected), rel=1e-10, abs=0)
     # the last step, analytically: alpha_bar_{T-2} / (2 sigma^2)
     ab = s.alphas_cumprod[-2]
     sigma2 = 1.0 - ab if variance_type == "fixed_small" else 1.0
@@ -128,7 +128,7 @@ def test_vlb_weights_of_a_zero_terminal_snr_schedule(variance_type: str) -> None
         got = diffcore.loss_weights(
             s, "vlb", prediction_type, variance_type=variance_type
         )
-        assert got[-1] == pytest.approx(ab / (2.0 * sigma2), rel=1e-12)
+        assert got[-1] == pytest.approx(ab / (2.0 * sigma2), rel=1e-12, abs=0)
 
 
 def test_vlb_loss_at_the_last_zero_snr_step_is_finite() -> None:
@@ -162,3 +162,44 @@ def test_diffusion_loss_refuses_samples_with_no_dimensions() -> None:
     empty = np.ones((2, 0))
     with pytest.raises(ValueError, match=r"x_0 must have at least one value per "):
         diffcore.diffusion_loss(s, empty, empty, 5, empty)
+
+
+# normal_kl
+
+
+@pytest.mark.parametrize(
+    "d", [1e-9, -1e-9, 1e-4, -1e-3, 0.05, -0.099, 0.1, 0.3, -2.0, 30.0]
+)
+@pytest.mark.parametrize(("dtype", "rtol"), [(np.float64, 1e-14), (np.float32, 2e-6)])
+def test_normal_kl_of_nearly_equal_variances_matches_mpmath(
+    d: float, dtype: Any, rtol: float
+) -> None:
+    mp.mp.dps = 50
+    zero = np.zeros(1, dtype)
+    log_variance_1 = np.array([d], dtype)
+    kl = diffcore.normal_kl(zero, log_variance_1, zero, zero)
+    exact = mp.mpf(float(log_variance_1[0]))
+    want = 0.5 * (mp.expm1(exact) - exact)
+    assert kl.dtype == dtype
+    assert float(kl[0]) == pytest.approx(float(want), rel=rtol, abs=0)
+
+
+def test_normal_kl_adds_the_mean_term() -> None:
+    mp.mp.dps = 50
+    kl = diffcore.normal_kl(np.array([0.3]), np.array([1e-6]), np.zeros(1), np.ones(1))
+    d, lv2 = mp.mpf(1e-6) - 1, mp.mpf(1)
+    want = 0.5 * (mp.expm1(d) - d + mp.mpf(0.3) ** 2 * mp.exp(-lv2))
+    assert float(kl[0]) == pytest.approx(float(want), rel=1e-14, abs=0)
+
+
+def test_normal_kl_names_arrays_whose_shapes_do_not_broadcast() -> None:
+    msg = (
+        r"log_variance_1 has shape \(2,\), which does not broadcast with "
+        r"the shape \(2, 3\) of mean_1"
+    )
+    with pytest.raises(ValueError, match=msg):
+        diffcore.normal_kl(np.zeros((2, 3)), np.zeros(2), np.zeros(3), np.zeros(3))
+    shape = diffcore.normal_kl(
+        np.zeros((2, 3)), np.zeros(3), np.zeros((4, 1, 1)), np.zeros(1)
+    ).shape
+    assert shape == (4, 2, 3)
