@@ -55,6 +55,10 @@ _ERFC_COEFFICIENTS = (
 _SMALL_LOG_RATIO = 0.1
 _EXP_SERIES = tuple(1.0 / math.factorial(n) for n in range(2, 11))
 
+# log_variance is floored here (a standard deviation of 6e-16), where the
+# bins of 8-bit data are 1e13 standard deviations wide and nothing overflows.
+_LOG_VARIANCE_FLOOR = -70.0
+
 # Below this width (in standard deviations) a bin's mass comes from the
 # midpoint rule with its curvature correction; above it from log-CDFs.
 _NARROW_BIN = 1e-2
@@ -230,6 +234,16 @@ def _log_bin_mass(xp: Namespace, lower: Array, upper: Array) -> Array:
     return xp.where(use_narrow, narrow, wide)
 
 
+def _check_bins(bins: Any) -> int:
+    """bins must be an int or NumPy integer (not a bool) of at least 2."""
+    msg = f"bins must be an integer of at least 2; got {bins!r}"
+    if isinstance(bins, (bool, np.bool_)) or not isinstance(bins, (int, np.integer)):
+        raise TypeError(msg)
+    if bins < 2:
+        raise ValueError(msg)
+    return int(bins)
+
+
 def _check_on_grid(xp: Namespace, x_0: Array, bins: int) -> None:
     """x_0 must hold values of the grid 2k / (bins - 1) - 1 (when readable)."""
     if not _readable_values(x_0):
@@ -238,10 +252,11 @@ def _check_on_grid(xp: Namespace, x_0: Array, bins: int) -> None:
     if values.size == 0:
         return
     if not np.all((values >= -1.0) & (values <= 1.0)):
-        msg = (
-            f"x_0 must lie in [-1, 1] for the discretised likelihood; got values "
-            f"from {np.nanmin(values)!r} to {np.nanmax(values)!r}"
-        )
+        if np.isnan(values).any():
+            got = "NaN"
+        else:
+            got = f"values from {values.min()!r} to {values.max()!r}"
+        msg = f"x_0 must lie in [-1, 1] for the discretised likelihood; got {got}"
         raise ValueError(msg)
     level = (values + 1.0) * (bins - 1) / 2.0
     off = np.abs(level - np.round(level))
@@ -291,9 +306,11 @@ def discretized_gaussian_log_likelihood(
         Data on the grid 2k / (bins - 1) - 1; checked (ValueError) when
         the values can be read without a device synchronisation.
     mean, log_variance : arrays of x_0's shape, dtype and device
-        The decoder Gaussian, for instance p(x_0 | x_1).
+        The decoder Gaussian, for instance p(x_0 | x_1).  A log variance
+        below -70 (-inf included) counts as -70: the point-mass limit, log
+        mass 0 in the bin that holds the mean and below -1e20 elsewhere.
     bins : int
-        Number of levels; 256 for 8-bit data.
+        Number of levels, an int or NumPy integer; 256 for 8-bit data.
 
     Returns
     -------
@@ -312,15 +329,16 @@ def discretized_gaussian_log_likelihood(
     >>> np.exp(ll).round(6).tolist()
     [0.159606, 0.159606]
     """
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
-        msg = f"bins must be an integer of at least 2; got {bins!r}"
-        raise ValueError(msg)
+    bins = _check_bins(bins)
     xp = namespace(x_0=x_0, mean=mean, log_variance=log_variance)
     check_floating(xp, "x_0", x_0)
     check_like(xp, "x_0", x_0=x_0, mean=mean, log_variance=log_variance)
     _check_on_grid(xp, x_0, bins)
 
     x, mu, log_var = (upcast(xp, a) for a in (x_0, mean, log_variance))
+    # Below the floor every bin is over 1e13 standard deviations wide: the
+    # point-mass limit, reached without overflow (log_variance = -inf too).
+    log_var = xp.clip(log_var, min=_LOG_VARIANCE_FLOOR)
     inv_std = xp.exp(-0.5 * log_var)
     half_width = inv_std / (bins - 1)
     centre = (x - mu) * inv_std

@@ -203,3 +203,54 @@ def test_normal_kl_names_arrays_whose_shapes_do_not_broadcast() -> None:
         np.zeros((2, 3)), np.zeros(3), np.zeros((4, 1, 1)), np.zeros(1)
     ).shape
     assert shape == (4, 2, 3)
+
+
+# The discretised decoder
+
+
+def test_discretized_log_likelihood_says_nan() -> None:
+    x = np.array([1.0 / 255.0, np.nan])
+    with pytest.raises(ValueError, match=r"x_0 must lie in \[-1, 1\].*got NaN"):
+        diffcore.discretized_gaussian_log_likelihood(x, np.zeros(2), np.zeros(2))
+
+
+@pytest.mark.parametrize("bins", [np.int64(256), np.int32(256), np.uint16(256)])
+def test_discretized_log_likelihood_takes_numpy_integer_bins(bins: Any) -> None:
+    x = np.array([-1.0, 1.0 / 255.0, 1.0])
+    want = diffcore.discretized_gaussian_log_likelihood(x, x * 0, x * 0)
+    got = diffcore.discretized_gaussian_log_likelihood(x, x * 0, x * 0, bins=bins)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    ("bins", "error"),
+    [
+        (True, TypeError),
+        (np.bool_(True), TypeError),
+        (256.0, TypeError),
+        (1, ValueError),
+    ],
+)
+def test_discretized_log_likelihood_refuses_bool_and_float_bins(
+    bins: Any, error: type[Exception]
+) -> None:
+    x = np.array([1.0])
+    with pytest.raises(
+        error, match=f"bins must be an integer of at least 2; got {bins!r}"
+    ):
+        diffcore.discretized_gaussian_log_likelihood(x, x, x, bins=bins)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_discretized_log_likelihood_of_zero_variance_is_the_point_mass(
+    dtype: Any,
+) -> None:
+    x = np.array([1 / 255, 1 / 255, -1.0, 1.0, 3 / 255], dtype)
+    mean = np.array([1 / 255, 1.5 / 255, 0.0, 0.0, 0.0], dtype)
+    for log_variance in (-np.inf, -800.0):
+        ll = diffcore.discretized_gaussian_log_likelihood(
+            x, mean, np.full(5, log_variance, dtype)
+        )
+        # the mean's own bin holds all the mass; every other bin none
+        assert ll[:2].tolist() == [0.0, 0.0]
+        assert np.all(ll[2:] < -1e20)
