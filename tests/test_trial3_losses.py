@@ -14,6 +14,7 @@ import pytest
 
 import diffcore
 from diffcore import Schedule
+from diffcore.reference import EmpiricalDistribution, GaussianMixture, IsotropicGaussian
 
 # LossHistorySampler and UniformSampler
 
@@ -254,3 +255,68 @@ def test_discretized_log_likelihood_of_zero_variance_is_the_point_mass(
         # the mean's own bin holds all the mass; every other bin none
         assert ll[:2].tolist() == [0.0, 0.0]
         assert np.all(ll[2:] < -1e20)
+
+
+# The reference models
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (
+            lambda: GaussianMixture([[0.0], [1.0]], [0.1, 0.2, 0.3]),
+            r"stds must be one number or 2 numbers, one per component; got shape \(3",
+        ),
+        (
+            lambda: IsotropicGaussian([0.0], [1.0, 2.0]),
+            r"std must be one number; got shape \(2,\)",
+        ),
+        (lambda: IsotropicGaussian([0.0], -1.0), "std must be finite and non-negative"),
+        (lambda: IsotropicGaussian([], 1.0), r"mean must be .*; got shape \(0,\)"),
+        (lambda: EmpiricalDistribution([]), r"points must be .*; got shape \(0,\)"),
+        (lambda: EmpiricalDistribution([[np.nan]]), "points must be finite"),
+    ],
+)
+def test_reference_models_name_their_own_arguments(make: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+@pytest.mark.parametrize("scale", [1e308, 5e-324])
+def test_mixture_weights_at_the_ends_of_float64(scale: float) -> None:
+    s = Schedule.linear(1000)
+    mix = GaussianMixture([[0.0], [1.0]], 0.1, [scale, scale])
+    assert mix.weights.tolist() == [0.5, 0.5]
+    even = GaussianMixture([[0.0], [1.0]], 0.1)
+    x_t = np.array([[0.3]])
+    np.testing.assert_array_equal(mix.denoise(s, x_t, 5), even.denoise(s, x_t, 5))
+
+
+def test_half_precision_log_prob_overflows_to_inf_without_a_warning() -> None:
+    s = Schedule.cosine(1000)
+    mix = GaussianMixture([[-1.0, 0.5], [2.0, 1.0]], [0.1, 0.0])
+    x_t = np.full((1, 2), 200, np.float16)
+    log_q = mix.log_prob(s, x_t, 0)
+    assert log_q.dtype == np.float16 and log_q.tolist() == [-np.inf]
+    wide = mix.log_prob(s, x_t.astype(np.float32), 0)
+    assert wide[0] < -65504
+
+
+@pytest.mark.parametrize(
+    ("generator", "error", "match"),
+    [
+        (
+            -1,
+            ValueError,
+            r"generator as an int seed must lie in \[0, 2\*\*63\); got -1",
+        ),
+        (True, TypeError, "generator must be a seed, a generator or None"),
+    ],
+)
+def test_mixture_sample_names_a_bad_seed(
+    generator: Any, error: type[Exception], match: str
+) -> None:
+    mix = GaussianMixture([[0.0], [1.0]], 0.1)
+    with pytest.raises(error, match=match):
+        mix.sample(2, generator)
+    assert mix.sample(2, np.int64(3)).tolist() == mix.sample(2, 3).tolist()
