@@ -11,9 +11,11 @@ from typing import Any
 import mpmath as mp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis.errors import InvalidArgument
 
 import diffcore
-from diffcore import Schedule
+from diffcore import Schedule, testing
 from diffcore.reference import EmpiricalDistribution, GaussianMixture, IsotropicGaussian
 
 # LossHistorySampler and UniformSampler
@@ -268,7 +270,7 @@ def test_discretized_log_likelihood_of_zero_variance_is_the_point_mass(
             r"stds must be one number or 2 numbers, one per component; got shape \(3",
         ),
         (
-            lambda: IsotropicGaussian([0.0], [1.0, 2.0]),
+            lambda: IsotropicGaussian([0.0], [1.0, 2.0]),  # type: ignore[arg-type]
             r"std must be one number; got shape \(2,\)",
         ),
         (lambda: IsotropicGaussian([0.0], -1.0), "std must be finite and non-negative"),
@@ -320,3 +322,91 @@ def test_mixture_sample_names_a_bad_seed(
     with pytest.raises(error, match=match):
         mix.sample(2, generator)
     assert mix.sample(2, np.int64(3)).tolist() == mix.sample(2, 3).tolist()
+
+
+# diffcore.testing checks its own arguments
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"max_value": 2.0}, r"max_value=2.0, but it must lie in \(0, 1\]"),
+        ({"min_value": 0.0}, r"min_value=0.0, but it must lie in \(0, 1\]"),
+        ({"min_value": "a"}, "min_value='a', but it must be a real number"),
+        ({"min_value": True}, "min_value=True, but it must be a real number"),
+        ({"min_value": 0.5, "max_value": 0.1}, "min_value=0.5 exceeds max_value=0.1"),
+        ({"min_size": 0}, "min_size=0, but it must be a positive int"),
+        ({"min_size": 5, "max_size": 2}, "min_size=5 exceeds max_size=2"),
+    ],
+)
+def test_betas_strategy_checks_its_arguments(kwargs: Any, match: str) -> None:
+    with pytest.raises(InvalidArgument, match=match):
+        testing.betas(**kwargs)
+
+
+def test_betas_strategy_draws_within_its_bounds() -> None:
+    @settings(max_examples=30)
+    @given(testing.betas(max_size=20, min_value=0.25, max_value=0.5))
+    def check(b: np.ndarray) -> None:
+        assert np.all((b >= 0.25) & (b <= 0.5))
+
+    check()
+
+
+def test_schedules_and_timesteps_strategies_check_their_arguments() -> None:
+    with pytest.raises(InvalidArgument, match="max_T=0, but it must be a positive int"):
+        testing.schedules(max_T=0)
+    with pytest.raises(InvalidArgument, match="schedule=10, but it must be a Schedule"):
+        testing.timesteps(10)  # type: ignore[arg-type]
+    with pytest.raises(
+        InvalidArgument, match="batch=-1, but it must be None or an int"
+    ):
+        testing.timesteps(Schedule.linear(10), batch=-1)
+    with pytest.raises(
+        InvalidArgument, match=r"batch=2\.0, but it must be None or an int"
+    ):
+        testing.timesteps(Schedule.linear(10), batch=2.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("rtol", "error", "match"),
+    [
+        (0, ValueError, "rtol must be a positive finite number; got 0"),
+        (-1, ValueError, "rtol must be a positive finite number; got -1"),
+        (np.nan, ValueError, "rtol must be a positive finite number; got nan"),
+        ("1e-9", TypeError, "rtol must be a positive finite number; got '1e-9'"),
+    ],
+)
+def test_reference_checks_refuse_a_bad_rtol(
+    rtol: Any, error: type[Exception], match: str
+) -> None:
+    s = Schedule.linear(10)
+    with pytest.raises(error, match=match):
+        testing.assert_closed_form_matches_chain(
+            s.betas, s.sqrt_alphas_cumprod, s.sqrt_one_minus_alphas_cumprod, rtol=rtol
+        )
+    with pytest.raises(error, match=match):
+        testing.assert_posterior_matches_bayes(
+            s.betas,
+            s.posterior_variance,
+            s.posterior_mean_coef_x0,
+            s.posterior_mean_coef_xt,
+            rtol=rtol,
+        )
+
+
+def test_reference_checks_name_a_table_of_the_wrong_length() -> None:
+    s = Schedule.linear(10)
+    msg = r"sqrt_alphas_cumprod must have the shape of betas, \(10,\); got \(5,\)"
+    with pytest.raises(ValueError, match=msg):
+        testing.assert_closed_form_matches_chain(
+            s.betas, s.sqrt_alphas_cumprod[:5], s.sqrt_one_minus_alphas_cumprod
+        )
+    msg = r"posterior_mean_coef_xt must have the shape of betas, \(10,\); got \(9,\)"
+    with pytest.raises(ValueError, match=msg):
+        testing.assert_posterior_matches_bayes(
+            s.betas,
+            s.posterior_variance,
+            s.posterior_mean_coef_x0,
+            s.posterior_mean_coef_xt[1:],
+        )
