@@ -49,6 +49,16 @@ _ERFC_COEFFICIENTS = (
     0.17087277,
 )
 
+# exp(d) - 1 - d = sum over n >= 2 of d^n / n!; for |d| < 0.1 the terms to
+# n = 10 give it to float64 precision (the next is 5e-17 of the sum), and
+# beyond 0.1, expm1(d) - d loses at most 2 eps / 0.1 of relative accuracy.
+_SMALL_LOG_RATIO = 0.1
+_EXP_SERIES = tuple(1.0 / math.factorial(n) for n in range(2, 11))
+
+# log_variance is floored here (a standard deviation of 6e-16), where the
+# bins of 8-bit data are 1e13 standard deviations wide and nothing overflows.
+_LOG_VARIANCE_FLOOR = -70.0
+
 # Below this width (in standard deviations) a bin's mass comes from the
 # midpoint rule with its curvature correction; above it from log-CDFs.
 _NARROW_BIN = 1e-2
@@ -68,9 +78,11 @@ def normal_kl(
     Parameters
     ----------
     mean_1, log_variance_1, mean_2, log_variance_2 : arrays
-        Real floating arrays of one library whose shapes broadcast together.
-        Variances enter through their logs, so they are positive by
-        construction; a NaN log variance gives NaN.
+        Real floating arrays of one library whose shapes broadcast together
+        (ValueError naming the first that does not).  Variances enter through
+        their logs, so they are positive by construction; a NaN log variance
+        gives NaN.  The variance term exp(d) - 1 - d, d = log(s1^2 / s2^2),
+        keeps full relative accuracy when the variances nearly agree.
 
     Returns
     -------
@@ -98,11 +110,44 @@ def normal_kl(
     xp = namespace(**arrays)
     for name, value in arrays.items():
         check_floating(xp, name, value)
+    _check_broadcast(arrays)
     m1, lv1, m2, lv2 = (upcast(xp, a) for a in arrays.values())
 
-    kl = 0.5 * (lv2 - lv1 + xp.exp(lv1 - lv2) + (m1 - m2) ** 2 * xp.exp(-lv2) - 1.0)
+    # log(s2 / s1) + s1 / s2 - 1 = exp(d) - 1 - d with d = log(s1 / s2),
+    # formed without cancelling when the variances nearly agree
+    kl = 0.5 * (_exp_minus_linear(xp, lv1 - lv2) + (m1 - m2) ** 2 * xp.exp(-lv2))
     dtype = xp.result_type(*(a.dtype for a in arrays.values()))
     return finish(xp, kl, dtype)
+
+
+def _check_broadcast(arrays: dict[str, Array]) -> None:
+    """Name the first array whose shape does not broadcast with those before it."""
+    shapes = {name: tuple(a.shape) for name, a in arrays.items()}
+    if not all(isinstance(n, int) for shape in shapes.values() for n in shape):
+        return  # a lazy array of unknown extent: its library checks later
+    names = list(shapes)
+    for i, name in enumerate(names[1:], start=1):
+        try:
+            np.broadcast_shapes(*(shapes[n] for n in names[: i + 1]))
+        except ValueError:
+            before = " and ".join(f"the shape {shapes[n]} of {n}" for n in names[:i])
+            msg = (
+                f"{name} has shape {shapes[name]}, which does not broadcast with "
+                f"{before}"
+            )
+            raise ValueError(msg) from None
+
+
+def _exp_minus_linear(xp: Namespace, d: Array) -> Array:
+    """exp(d) - 1 - d to full relative accuracy: a Taylor series near 0."""
+    # float32 needs the terms to n = 6 (the next is 4e-9 of the sum), float64 all
+    terms = len(_EXP_SERIES) if xp.finfo(d.dtype).bits > 32 else 5
+    near = xp.clip(d, min=-_SMALL_LOG_RATIO, max=_SMALL_LOG_RATIO)
+    series = xp.zeros_like(near) + _EXP_SERIES[terms - 1]
+    for coefficient in reversed(_EXP_SERIES[: terms - 1]):
+        series = series * near + coefficient
+    small = xp.abs(d) < _SMALL_LOG_RATIO
+    return xp.where(small, near * near * series, xp.expm1(d) - d)
 
 
 def log_erfc(xp: Namespace, u: Array) -> Array:
@@ -189,6 +234,16 @@ def _log_bin_mass(xp: Namespace, lower: Array, upper: Array) -> Array:
     return xp.where(use_narrow, narrow, wide)
 
 
+def _check_bins(bins: Any) -> int:
+    """bins must be an int or NumPy integer (not a bool) of at least 2."""
+    msg = f"bins must be an integer of at least 2; got {bins!r}"
+    if isinstance(bins, (bool, np.bool_)) or not isinstance(bins, (int, np.integer)):
+        raise TypeError(msg)
+    if bins < 2:
+        raise ValueError(msg)
+    return int(bins)
+
+
 def _check_on_grid(xp: Namespace, x_0: Array, bins: int) -> None:
     """x_0 must hold values of the grid 2k / (bins - 1) - 1 (when readable)."""
     if not _readable_values(x_0):
@@ -197,10 +252,11 @@ def _check_on_grid(xp: Namespace, x_0: Array, bins: int) -> None:
     if values.size == 0:
         return
     if not np.all((values >= -1.0) & (values <= 1.0)):
-        msg = (
-            f"x_0 must lie in [-1, 1] for the discretised likelihood; got values "
-            f"from {np.nanmin(values)!r} to {np.nanmax(values)!r}"
-        )
+        if np.isnan(values).any():
+            got = "NaN"
+        else:
+            got = f"values from {values.min()!r} to {values.max()!r}"
+        msg = f"x_0 must lie in [-1, 1] for the discretised likelihood; got {got}"
         raise ValueError(msg)
     level = (values + 1.0) * (bins - 1) / 2.0
     off = np.abs(level - np.round(level))
@@ -250,9 +306,11 @@ def discretized_gaussian_log_likelihood(
         Data on the grid 2k / (bins - 1) - 1; checked (ValueError) when
         the values can be read without a device synchronisation.
     mean, log_variance : arrays of x_0's shape, dtype and device
-        The decoder Gaussian, for instance p(x_0 | x_1).
+        The decoder Gaussian, for instance p(x_0 | x_1).  A log variance
+        below -70 (-inf included) counts as -70: the point-mass limit, log
+        mass 0 in the bin that holds the mean and below -1e20 elsewhere.
     bins : int
-        Number of levels; 256 for 8-bit data.
+        Number of levels, an int or NumPy integer; 256 for 8-bit data.
 
     Returns
     -------
@@ -271,15 +329,16 @@ def discretized_gaussian_log_likelihood(
     >>> np.exp(ll).round(6).tolist()
     [0.159606, 0.159606]
     """
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
-        msg = f"bins must be an integer of at least 2; got {bins!r}"
-        raise ValueError(msg)
+    bins = _check_bins(bins)
     xp = namespace(x_0=x_0, mean=mean, log_variance=log_variance)
     check_floating(xp, "x_0", x_0)
     check_like(xp, "x_0", x_0=x_0, mean=mean, log_variance=log_variance)
     _check_on_grid(xp, x_0, bins)
 
     x, mu, log_var = (upcast(xp, a) for a in (x_0, mean, log_variance))
+    # Below the floor every bin is over 1e13 standard deviations wide: the
+    # point-mass limit, reached without overflow (log_variance = -inf too).
+    log_var = xp.clip(log_var, min=_LOG_VARIANCE_FLOOR)
     inv_std = xp.exp(-0.5 * log_var)
     half_width = inv_std / (bins - 1)
     centre = (x - mu) * inv_std

@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._arrays import Array, finish, gather, upcast
+from ._arrays import Array, _check_range, finish, gather, upcast
 from ._forward import _setup
 from ._likelihood import mean_over_dims
 from ._parameterisation import velocity
+from ._random import _check_seed
 from ._reverse import PREDICTION_TYPES, check_choice
 from ._schedule import Schedule, as_schedule
 
@@ -106,6 +107,11 @@ def loss_weights(
             w^{\\epsilon}_t = \\frac{\\beta_t^2}{2\\sigma_t^2\\,\\alpha_t\\,
             (1-\\bar\\alpha_t)}
 
+        times snr_t on x_0 and alpha_bar_t on v, computed with
+        alpha_bar_t / alpha_t = alpha_bar_{t-1}: at the last step of a
+        zero-terminal-SNR schedule the eps weight is infinite while the x_0
+        and v weights are finite, alpha_bar_{T-2} / (2 sigma_{T-1}^2).
+
     Parameters
     ----------
     schedule : Schedule
@@ -147,7 +153,9 @@ def _check_weighting(
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
     check_choice("variance_type", variance_type, _VARIANCES)
     value = math.nan
-    if isinstance(gamma, (int, float)) and not isinstance(gamma, bool):
+    if isinstance(gamma, (int, float, np.integer, np.floating)) and not isinstance(
+        gamma, bool
+    ):
         try:
             value = float(gamma)
         except OverflowError:  # an int beyond float64
@@ -170,11 +178,10 @@ def _weights(
         return np.ones(len(schedule))
     if weighting == "min_snr":
         return _min_snr(snr, float(gamma), prediction_type)
-    eps_weight = np.ones(len(schedule))
     if weighting == "vlb":
-        eps_weight = _vlb_eps_weights(schedule, variance_type)
-    factor = {"epsilon": np.ones_like(snr), "sample": snr, "v": ab}[prediction_type]
-    return eps_weight * factor
+        return _vlb_weights(schedule, variance_type, prediction_type)
+    # "epsilon": the factors that turn each target's error into the eps error
+    return {"epsilon": np.ones_like(snr), "sample": snr, "v": ab}[prediction_type]
 
 
 def _min_snr(snr: Float64Array, gamma: float, prediction_type: str) -> Float64Array:
@@ -187,15 +194,28 @@ def _min_snr(snr: Float64Array, gamma: float, prediction_type: str) -> Float64Ar
         return np.minimum(1.0, gamma / snr)
 
 
-def _vlb_eps_weights(schedule: Schedule, variance_type: str) -> Float64Array:
-    """beta^2 / (2 sigma^2 alpha (1 - alpha_bar)), Ho et al. (2020), eq. 12."""
+def _vlb_weights(
+    schedule: Schedule, variance_type: str, prediction_type: str
+) -> Float64Array:
+    """Ho et al. (2020), eq. 12: beta^2 / (2 sigma^2 alpha (1 - alpha_bar)) on eps.
+
+    Times snr_t on x_0 and alpha_bar_t on v, with alpha_bar_t / alpha_t
+    written as alpha_bar_{t-1}: at the last step of a zero-terminal-SNR
+    schedule alpha_t = alpha_bar_t = 0, the eps weight is infinite, and the
+    x_0 and v weights are finite (no inf * 0).
+    """
     if variance_type == "fixed_small":
         variance = np.exp(schedule.posterior_log_variance_clipped)
     else:
         variance = schedule.betas
     one_minus = -np.expm1(schedule.log_alphas_cumprod)
-    with np.errstate(divide="ignore"):
-        return schedule.betas**2 / (2.0 * variance * schedule.alphas * one_minus)
+    scale = schedule.betas**2 / (2.0 * variance * one_minus)
+    if prediction_type == "epsilon":
+        with np.errstate(divide="ignore"):
+            return scale / schedule.alphas
+    if prediction_type == "v":
+        return scale * schedule.alphas_cumprod_prev
+    return scale * schedule.alphas_cumprod_prev / one_minus
 
 
 def diffusion_loss(
@@ -251,6 +271,12 @@ def diffusion_loss(
     schedule, xp, steps = _setup(
         schedule, t, "x_0", x_0, noise=noise, prediction=prediction
     )
+    if any(size == 0 for size in x_0.shape[1:]):
+        msg = (
+            "x_0 must have at least one value per sample to average the "
+            f"squared error over; got shape {tuple(x_0.shape)}"
+        )
+        raise ValueError(msg)
     target = training_target(schedule, x_0, t, noise, prediction_type)
     error = mean_over_dims(xp, (upcast(xp, prediction) - upcast(xp, target)) ** 2)
     # The table is kept by the schedule, so its host, rounded and device
@@ -273,6 +299,38 @@ def _check_size(name: str, value: Any) -> int:
         msg = f"{name} must be a positive integer; got {value}"
         raise ValueError(msg)
     return int(value)
+
+
+def _rng(rng: Any) -> Any:
+    """A NumPy generator from a generator, an int seed or None."""
+    if isinstance(rng, (np.random.Generator, np.random.RandomState)):
+        return rng
+    if isinstance(rng, np.integer):
+        rng = int(rng)
+    if rng is None or isinstance(rng, int):
+        _check_seed("rng", rng)
+        return np.random.default_rng(rng)
+    msg = (
+        "rng must be a numpy.random.Generator, an int seed or None; "
+        f"got {type(rng).__name__}"
+    )
+    raise TypeError(msg)
+
+
+def _host_values(values: Any) -> np.ndarray[Any, Any]:
+    """Values of any library as NumPy, off any autograd graph; floats as float64.
+
+    Torch tensors are recognised by duck typing (no import of torch): a loss
+    that requires grad, or is bfloat16, is detached and read on the host.
+    """
+    if hasattr(values, "detach") and hasattr(values, "is_floating_point"):
+        values = values.detach().cpu()
+        if values.is_floating_point():
+            values = values.double()
+        return np.asarray(values.numpy())
+    if hasattr(values, "get") and hasattr(values, "__cuda_array_interface__"):
+        return np.asarray(values.get())
+    return np.asarray(values)
 
 
 class UniformSampler:
@@ -299,14 +357,15 @@ class UniformSampler:
         return np.full(self.T, 1.0 / self.T)
 
     def sample(
-        self, batch_size: int, rng: np.random.Generator
+        self, batch_size: int, rng: Any = None
     ) -> tuple[NDArray[np.int64], Float64Array]:
         """Draw timesteps and the weights 1 / (T p_t) that keep losses unbiased.
 
         Parameters
         ----------
         batch_size : int
-        rng : numpy.random.Generator
+        rng : numpy.random.Generator, int seed or None
+            The source of the draws; None draws fresh entropy.
 
         Returns
         -------
@@ -316,9 +375,38 @@ class UniformSampler:
             estimates the uniform average over t whatever the sampler.
         """
         batch_size = _check_size("batch_size", batch_size)
+        rng = _rng(rng)
         p = self.probabilities()
         t = rng.choice(self.T, size=batch_size, p=p).astype(np.int64)
         return t, 1.0 / (self.T * p[t])
+
+
+def _check_update(steps: NDArray[Any], values: NDArray[Any], T: int) -> None:
+    """t must hold integers in [0, T) and losses as many finite real numbers."""
+    if steps.size and (
+        steps.dtype == np.bool_ or not np.issubdtype(steps.dtype, np.integer)
+    ):
+        msg = f"t must hold integers; got {steps.dtype}"
+        raise TypeError(msg)
+    if values.dtype == np.bool_ or not (
+        np.issubdtype(values.dtype, np.integer)
+        or np.issubdtype(values.dtype, np.floating)
+    ):
+        msg = f"losses must hold real numbers; got {values.dtype}"
+        raise TypeError(msg)
+    if steps.shape != values.shape:
+        msg = (
+            f"t and losses must have one entry per sample; got shapes "
+            f"{steps.shape} and {values.shape}"
+        )
+        raise ValueError(msg)
+    if steps.size:
+        _check_range("t", steps, T)
+    finite = np.isfinite(values)
+    if not finite.all():
+        i = int(np.argmin(finite))
+        msg = f"losses must be finite; got {values[i]} at t = {steps[i]}"
+        raise ValueError(msg)
 
 
 class LossHistorySampler(UniformSampler):
@@ -370,19 +458,20 @@ class LossHistorySampler(UniformSampler):
         Parameters
         ----------
         t : array_like of int, shape (B,)
+            Integers in [0, T), of any library.
         losses : array_like of float, shape (B,)
+            Finite real numbers, of any library; a torch tensor that
+            requires grad is detached, and every dtype is read as float64.
+
+        Raises
+        ------
+        TypeError, ValueError
+            For bad t or losses, before anything is recorded.
         """
-        steps = np.asarray(t).reshape(-1)
-        values = np.asarray(losses, dtype=np.float64).reshape(-1)
-        if steps.shape != values.shape:
-            msg = (
-                f"t and losses must have one entry per sample; got shapes "
-                f"{steps.shape} and {values.shape}"
-            )
-            raise ValueError(msg)
-        if steps.size and (steps.min() < 0 or steps.max() >= self.T):
-            msg = f"t must lie in [0, {self.T}); got values up to {steps.max()}"
-            raise ValueError(msg)
+        steps = _host_values(t).reshape(-1)
+        values = _host_values(losses).reshape(-1)
+        _check_update(steps, values, self.T)
+
         for step, value in zip(steps.tolist(), values.tolist(), strict=True):
             row = self._losses[step]
             row[:-1] = row[1:].copy()
@@ -393,8 +482,10 @@ class LossHistorySampler(UniformSampler):
         """Uniform until warm, then proportional to the RMS of the history."""
         if not self.warm:
             return super().probabilities()
-        rms = np.sqrt(np.mean(self._losses**2, axis=1))
-        if not rms.sum() > 0:
+        # The RMS of losses divided by the largest, so squares cannot overflow.
+        scale = np.max(np.abs(self._losses))
+        if not scale > 0:
             return super().probabilities()
+        rms = np.sqrt(np.mean((self._losses / scale) ** 2, axis=1))
         p: Float64Array = rms / rms.sum()
         return (1.0 - self.uniform_share) * p + self.uniform_share / self.T

@@ -28,6 +28,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._arrays import Array, Namespace, finish, gather, upcast
 from ._forward import _setup
+from ._random import _check_seed
 from ._reverse import PREDICTION_TYPES, check_choice
 from ._schedule import Schedule
 
@@ -46,11 +47,29 @@ def _matrix(name: str, values: ArrayLike) -> NDArray[np.float64]:
 
 
 def _per_component(name: str, values: ArrayLike, count: int) -> NDArray[np.float64]:
-    array = np.broadcast_to(np.asarray(values, dtype=np.float64), (count,)).copy()
+    array = np.asarray(values, dtype=np.float64)
+    if array.shape not in ((), (count,)):
+        msg = (
+            f"{name} must be one number or {count} numbers, one per component; "
+            f"got shape {array.shape}"
+        )
+        raise ValueError(msg)
     if not np.all(np.isfinite(array) & (array >= 0.0)):
         msg = f"{name} must be finite and non-negative; got {array.tolist()}"
         raise ValueError(msg)
-    return array
+    return np.broadcast_to(array, (count,)).copy()
+
+
+def _normalised(weights: ArrayLike | None, count: int) -> NDArray[np.float64]:
+    """Positive finite weights divided by their sum (by their largest first,
+    so that neither the sum overflows nor the ratios underflow)."""
+    raw = np.ones(count) if weights is None else np.asarray(weights, np.float64)
+    if raw.shape != (count,) or not np.all(np.isfinite(raw) & (raw > 0.0)):
+        msg = f"weights must be {count} positive finite numbers; got {raw.tolist()}"
+        raise ValueError(msg)
+    scaled = raw / raw.max()
+    normalised: NDArray[np.float64] = scaled / scaled.sum()
+    return normalised
 
 
 class GaussianMixture:
@@ -92,11 +111,7 @@ class GaussianMixture:
         self.means = _matrix("means", means)
         count = self.means.shape[0]
         self.stds = _per_component("stds", stds, count)
-        raw = np.ones(count) if weights is None else np.asarray(weights, np.float64)
-        if raw.shape != (count,) or not np.all(np.isfinite(raw) & (raw > 0.0)):
-            msg = f"weights must be {count} positive finite numbers; got {raw.tolist()}"
-            raise ValueError(msg)
-        self.weights = raw / raw.sum()
+        self.weights = _normalised(weights, count)
 
     @property
     def dim(self) -> int:
@@ -106,11 +121,15 @@ class GaussianMixture:
     def sample(self, n: int, generator: Any = None) -> NDArray[np.float64]:
         """n independent draws of x_0 as a float64 NumPy array (n, d).
 
-        ``generator`` is a ``numpy.random.Generator`` or a seed.
+        ``generator`` is a ``numpy.random.Generator``, an int seed in
+        [0, 2**63) or None.
         """
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             msg = f"n must be a positive int; got {n!r}"
             raise ValueError(msg)
+        if isinstance(generator, np.integer):
+            generator = int(generator)
+        _check_seed("generator", generator)
         rng = np.random.default_rng(generator)
         k = rng.choice(self.means.shape[0], size=int(n), p=self.weights)
         noise = rng.standard_normal((int(n), self.dim))
@@ -183,7 +202,7 @@ class GaussianMixture:
         stds2 = xp.asarray(self.stds[:, None] ** 2, dtype=x.dtype, device=_device(x))
         per_component = means + (a * stds2 / variances) * residual
         value = xp.sum(resp[..., None] * per_component, axis=1)
-        return finish(xp, value, x_t.dtype)
+        return _finish(xp, value, x_t.dtype)
 
     def score(self, schedule: Schedule, x_t: Array, t: Any) -> Array:
         """The score of the diffused marginal, grad log q(x_t).
@@ -205,7 +224,7 @@ class GaussianMixture:
         """
         xp, _, residual, variances, resp, _ = self._components(schedule, x_t, t)
         value = -xp.sum(resp[..., None] * residual / variances, axis=1)
-        return finish(xp, value, x_t.dtype)
+        return _finish(xp, value, x_t.dtype)
 
     def log_prob(self, schedule: Schedule, x_t: Array, t: Any) -> Array:
         """The exact log density log q(x_t) of the diffused data, per sample.
@@ -226,7 +245,7 @@ class GaussianMixture:
         array, shape (B,), x_t's dtype
         """
         xp, *_, log_q = self._components(schedule, x_t, t)
-        return finish(xp, log_q[:, 0], x_t.dtype)
+        return _finish(xp, log_q[:, 0], x_t.dtype)
 
     def eps(self, schedule: Schedule, x_t: Array, t: Any) -> Array:
         """E[eps | x_t] = -sqrt(1 - alpha_bar_t) grad log q(x_t) (Tweedie).
@@ -244,7 +263,7 @@ class GaussianMixture:
         _, _, steps = _setup(schedule, t, "x_t", x_t)
         sigma = gather(schedule, "sqrt_one_minus_alphas_cumprod", steps, xp, x_t)
         value = sigma * xp.sum(resp[..., None] * residual / variances, axis=1)
-        return finish(xp, value, x_t.dtype)
+        return _finish(xp, value, x_t.dtype)
 
     def model(
         self, schedule: Schedule, prediction_type: str = "epsilon"
@@ -267,7 +286,7 @@ class GaussianMixture:
             sigma = gather(schedule, "sqrt_one_minus_alphas_cumprod", steps, xp, x_t)
             eps = upcast(xp, self.eps(schedule, x_t, t))
             x_0 = upcast(xp, self.denoise(schedule, x_t, t))
-            return finish(xp, a * eps - sigma * x_0, x_t.dtype)
+            return _finish(xp, a * eps - sigma * x_0, x_t.dtype)
 
         return exact
 
@@ -298,10 +317,14 @@ class IsotropicGaussian(GaussianMixture):
 
     def __init__(self, mean: ArrayLike, std: float) -> None:
         center = np.asarray(mean, dtype=np.float64)
-        if center.ndim != 1:
-            msg = f"mean must be a 1-d array (d,); got shape {center.shape}"
+        if center.ndim != 1 or center.size < 1:
+            msg = f"mean must be a non-empty 1-d array (d,); got shape {center.shape}"
             raise ValueError(msg)
-        super().__init__(center[None, :], [std])
+        _matrix("mean", center[None, :])
+        if np.ndim(std) != 0:
+            msg = f"std must be one number; got shape {np.shape(std)}"
+            raise ValueError(msg)
+        super().__init__(center[None, :], _per_component("std", std, 1))
 
 
 class EmpiricalDistribution(GaussianMixture):
@@ -334,7 +357,17 @@ class EmpiricalDistribution(GaussianMixture):
     """
 
     def __init__(self, points: ArrayLike) -> None:
-        super().__init__(points, 0.0)
+        super().__init__(_matrix("points", points), 0.0)
+
+
+def _finish(xp: Namespace, value: Array, dtype: Any) -> Array:
+    """Round to the sample dtype; values beyond its range become +-inf first,
+    as rounding makes them, without NumPy's warning on an overflowing cast."""
+    if value.dtype != dtype:
+        big = float(xp.finfo(dtype).max)
+        inf = xp.full_like(value, math.inf)
+        value = xp.where(value > big, inf, xp.where(value < -big, -inf, value))
+    return finish(xp, value, dtype)
 
 
 def _device(x: Array) -> Any:

@@ -16,10 +16,12 @@ Importing this module needs Hypothesis (``pip install diffcore[testing]``);
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
 from numpy.typing import ArrayLike, NDArray
 
 from ._schedule import Schedule
@@ -34,14 +36,12 @@ __all__ = [
 ]
 
 
-@st.composite
 def betas(
-    draw: st.DrawFn,
     min_size: int = 1,
     max_size: int = 2000,
     min_value: float = 1e-8,
     max_value: float = 1.0,
-) -> NDArray[np.float64]:
+) -> st.SearchStrategy[NDArray[np.float64]]:
     """Strategy for beta tables: float64 arrays of values in [min_value, max_value].
 
     Draws either a smooth ramp (the shape real schedules have) or arbitrary
@@ -53,7 +53,48 @@ def betas(
         Bounds on T.
     min_value, max_value : float
         Bounds on each beta, within (0, 1].
+
+    Raises
+    ------
+    hypothesis.errors.InvalidArgument
+        At once, for bounds outside those ranges or in the wrong order.
     """
+    _check_int("min_size", min_size)
+    _check_int("max_size", max_size)
+    _check_order("min_size", min_size, "max_size", max_size)
+    for name, value in (("min_value", min_value), ("max_value", max_value)):
+        if isinstance(value, bool) or not isinstance(
+            value, (int, float, np.integer, np.floating)
+        ):
+            msg = f"{name}={value!r}, but it must be a real number in (0, 1]"
+            raise InvalidArgument(msg)
+        if not 0.0 < value <= 1.0:
+            msg = f"{name}={value!r}, but it must lie in (0, 1]"
+            raise InvalidArgument(msg)
+    _check_order("min_value", min_value, "max_value", max_value)
+    return _betas(min_size, max_size, float(min_value), float(max_value))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value: Any) -> None:
+    if not (_is_int(value) and value >= 1):
+        msg = f"{name}={value!r}, but it must be a positive int"
+        raise InvalidArgument(msg)
+
+
+def _check_order(low_name: str, low: Any, high_name: str, high: Any) -> None:
+    if low > high:
+        msg = f"{low_name}={low!r} exceeds {high_name}={high!r}; swap them"
+        raise InvalidArgument(msg)
+
+
+@st.composite
+def _betas(
+    draw: st.DrawFn, min_size: int, max_size: int, min_value: float, max_value: float
+) -> NDArray[np.float64]:
     size = draw(st.integers(min_size, max_size))
     values = st.floats(min_value, max_value, allow_nan=False, allow_infinity=False)
     if draw(st.booleans()):
@@ -65,9 +106,17 @@ def betas(
     return np.exp(rng.uniform(log_low, log_high, size))
 
 
+def schedules(max_T: int = 2000) -> st.SearchStrategy[Schedule]:
+    """Strategy for :class:`diffcore.Schedule`: named constructors and raw betas.
+
+    ``max_T``, a positive int, bounds the number of steps.
+    """
+    _check_int("max_T", max_T)
+    return _schedules(int(max_T))
+
+
 @st.composite
-def schedules(draw: st.DrawFn, max_T: int = 2000) -> Schedule:
-    """Strategy for :class:`diffcore.Schedule`: named constructors and raw betas."""
+def _schedules(draw: st.DrawFn, max_T: int) -> Schedule:
     T = draw(st.integers(1, max_T))
     kind = draw(st.sampled_from(["linear", "scaled_linear", "cosine", "betas"]))
     if kind == "linear":
@@ -81,6 +130,12 @@ def schedules(draw: st.DrawFn, max_T: int = 2000) -> Schedule:
 
 def timesteps(schedule: Schedule, batch: int | None = None) -> st.SearchStrategy[Any]:
     """Strategy for valid timesteps of ``schedule``: an int, or int64 (batch,)."""
+    if not isinstance(schedule, Schedule):
+        msg = f"schedule={schedule!r}, but it must be a Schedule"
+        raise InvalidArgument(msg)
+    if batch is not None and not (_is_int(batch) and batch >= 0):
+        msg = f"batch={batch!r}, but it must be None or an int of at least 0"
+        raise InvalidArgument(msg)
     T = len(schedule)
     if batch is None:
         return st.integers(0, T - 1)
@@ -126,9 +181,14 @@ def assert_closed_form_matches_chain(
     AssertionError
         Naming the first timestep that disagrees.
     """
-    mean, variance = compose_steps(betas)
-    std = np.asarray(sqrt_one_minus_alphas_cumprod, dtype=np.float64)
-    _assert_close("sqrt_alphas_cumprod", sqrt_alphas_cumprod, mean, rtol)
+    _check_rtol(rtol)
+    b, a, std = _tables(
+        betas,
+        sqrt_alphas_cumprod=sqrt_alphas_cumprod,
+        sqrt_one_minus_alphas_cumprod=sqrt_one_minus_alphas_cumprod,
+    )
+    mean, variance = compose_steps(b)
+    _assert_close("sqrt_alphas_cumprod", a, mean, rtol)
     _assert_close("sqrt_one_minus_alphas_cumprod ** 2", std**2, variance, rtol)
 
 
@@ -147,7 +207,13 @@ def assert_posterior_matches_bayes(
     from :func:`compose_steps`.  At t = 0 the posterior must be the point mass
     at x_0: variance 0, weights (1, 0).
     """
-    b = np.asarray(betas, dtype=np.float64)
+    _check_rtol(rtol)
+    b, posterior_variance, posterior_mean_coef_x0, posterior_mean_coef_xt = _tables(
+        betas,
+        posterior_variance=posterior_variance,
+        posterior_mean_coef_x0=posterior_mean_coef_x0,
+        posterior_mean_coef_xt=posterior_mean_coef_xt,
+    )
     mean, var = compose_steps(b)
     alpha = 1.0 - b[1:]
     precision = alpha / b[1:] + 1.0 / var[:-1]
@@ -157,6 +223,32 @@ def assert_posterior_matches_bayes(
     _assert_close("posterior_variance", posterior_variance, expected_var, rtol)
     _assert_close("posterior_mean_coef_x0", posterior_mean_coef_x0, expected_x0, rtol)
     _assert_close("posterior_mean_coef_xt", posterior_mean_coef_xt, expected_xt, rtol)
+
+
+def _check_rtol(rtol: Any) -> None:
+    msg = f"rtol must be a positive finite number; got {rtol!r}"
+    if isinstance(rtol, bool) or not isinstance(
+        rtol, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(msg)
+    if not (rtol > 0 and math.isfinite(rtol)):
+        raise ValueError(msg)
+
+
+def _tables(betas: ArrayLike, **tables: ArrayLike) -> list[NDArray[np.float64]]:
+    """betas and the tables to check, as float64 arrays of one 1-d shape."""
+    b = np.asarray(betas, dtype=np.float64)
+    if b.ndim != 1:
+        msg = f"betas must be a 1-d array (T,); got shape {b.shape}"
+        raise ValueError(msg)
+    arrays = [b]
+    for name, table in tables.items():
+        array = np.asarray(table, dtype=np.float64)
+        if array.shape != b.shape:
+            msg = f"{name} must have the shape of betas, {b.shape}; got {array.shape}"
+            raise ValueError(msg)
+        arrays.append(array)
+    return arrays
 
 
 def _assert_close(
