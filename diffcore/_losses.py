@@ -18,7 +18,7 @@ from ._arrays import Array, _check_range, finish, gather, upcast
 from ._forward import _setup
 from ._likelihood import mean_over_dims
 from ._parameterisation import velocity
-from ._random import _check_seed
+from ._random import check_seed
 from ._reverse import PREDICTION_TYPES, check_choice
 from ._schedule import Schedule, as_schedule
 
@@ -305,10 +305,8 @@ def _rng(rng: Any) -> Any:
     """A NumPy generator from a generator, an int seed or None."""
     if isinstance(rng, (np.random.Generator, np.random.RandomState)):
         return rng
-    if isinstance(rng, np.integer):
-        rng = int(rng)
+    rng = check_seed("rng", rng)
     if rng is None or isinstance(rng, int):
-        _check_seed("rng", rng)
         return np.random.default_rng(rng)
     msg = (
         "rng must be a numpy.random.Generator, an int seed or None; "

@@ -28,7 +28,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._arrays import Array, Namespace, finish, gather, upcast
 from ._forward import _setup
-from ._random import _check_seed
+from ._random import check_seed
 from ._reverse import PREDICTION_TYPES, check_choice
 from ._schedule import Schedule
 
@@ -127,9 +127,7 @@ class GaussianMixture:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             msg = f"n must be a positive int; got {n!r}"
             raise ValueError(msg)
-        if isinstance(generator, np.integer):
-            generator = int(generator)
-        _check_seed("generator", generator)
+        generator = check_seed("generator", generator)
         rng = np.random.default_rng(generator)
         k = rng.choice(self.means.shape[0], size=int(n), p=self.weights)
         noise = rng.standard_normal((int(n), self.dim))
