@@ -37,6 +37,7 @@ _TABLES = (
 )
 
 _CACHE_SIZE = 64
+_TINY = float(np.finfo(np.float64).tiny)
 
 
 def _compensated_cumsum(values: Float64Array) -> tuple[Float64Array, Float64Array]:
@@ -78,6 +79,22 @@ def _log_one_minus_exp(log_a: Float64Array) -> Float64Array:
         near_one = np.log(-np.expm1(log_a))
         near_zero = np.log1p(-np.exp(log_a))
     return np.where(log_a > -math.log(2.0), near_one, near_zero)
+
+
+def _log_variance(
+    variance: Float64Array, betas: Float64Array, log_1m: Float64Array
+) -> Float64Array:
+    """log of the posterior variance, from logs where it is subnormal or 0.
+
+    log beta_t + log(1 - alpha_bar_{t-1}) - log(1 - alpha_bar_t) stays finite
+    for t >= 1 however small the betas; at t = 0 it is -inf.
+    """
+    log_1m_prev = np.concatenate([[-np.inf], log_1m[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        from_logs = np.log(betas) + log_1m_prev - log_1m
+        direct = np.log(variance)
+    log_variance: Float64Array = np.where(variance >= _TINY, direct, from_logs)
+    return log_variance
 
 
 def _as_float64_vector(name: str, values: ArrayLike) -> Float64Array:
@@ -310,8 +327,9 @@ class Schedule:
         one_minus_prev = np.concatenate([[0.0], one_minus[:-1]])
         alphas = 1.0 - betas
 
-        # Ho et al. 2020, eqs. 6-7: posterior variance and mean weights.
-        posterior_variance = betas * one_minus_prev / one_minus
+        # Ho et al. 2020, eqs. 6-7: posterior variance and mean weights.  The
+        # ratio comes first: betas * one_minus_prev alone underflows for tiny betas.
+        posterior_variance = betas * (one_minus_prev / one_minus)
         # sqrt(alpha_bar_{t-1}) from the log, so it does not underflow with alpha_bar.
         sqrt_prev = np.exp(0.5 * np.concatenate([[0.0], log_ab[:-1]]))
         coef_x0 = betas * sqrt_prev / one_minus
@@ -321,6 +339,7 @@ class Schedule:
         log_snr = log_ab - log_1m
         with np.errstate(over="ignore"):
             sigmas = np.exp(-0.5 * log_snr)
+            snr = np.exp(log_snr)
         return {
             "betas": betas,
             "alphas": alphas,
@@ -328,26 +347,30 @@ class Schedule:
             "alphas_cumprod_prev": alphas_cumprod_prev,
             "sqrt_alphas_cumprod": np.exp(0.5 * log_ab),
             "sqrt_one_minus_alphas_cumprod": np.sqrt(one_minus),
-            "snr": np.exp(log_snr),
+            "snr": snr,
             "log_snr": log_snr,
             "sigmas": sigmas,
             "posterior_variance": posterior_variance,
             "posterior_log_variance_clipped": self._clipped_log(
-                posterior_variance, betas
+                _log_variance(posterior_variance, betas, log_1m), betas
             ),
             "posterior_mean_coef_x0": coef_x0,
             "posterior_mean_coef_xt": coef_xt,
         }
 
-    def _clipped_log(self, variance: Float64Array, betas: Float64Array) -> Float64Array:
+    def _clipped_log(
+        self, log_variance: Float64Array, betas: Float64Array
+    ) -> Float64Array:
         if self._first_log_variance == "floor":
-            return np.log(np.maximum(variance, self.log_variance_floor))
+            floored: Float64Array = np.maximum(
+                log_variance, math.log(self.log_variance_floor)
+            )
+            return floored
         # improved-diffusion: the t = 0 entry (variance 0) takes the t = 1 value;
         # a one-step schedule has no t = 1, so it takes log(beta_0) instead.
-        first = variance[1] if variance.shape[0] > 1 else betas[0]
-        with np.errstate(divide="ignore"):
-            clipped: Float64Array = np.log(np.concatenate([[first], variance[1:]]))
-        return clipped
+        if log_variance.shape[0] == 1:
+            return np.log(betas)
+        return np.concatenate([log_variance[1:2], log_variance[1:]])
 
     @classmethod
     def from_betas(cls, betas: ArrayLike) -> Schedule:
