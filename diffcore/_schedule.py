@@ -136,11 +136,33 @@ def _entries(count: int) -> str:
     return f"{count} entry" if count == 1 else f"{count} entries"
 
 
-def _check_unit(name: str, value: Any, *, zero_ok: bool = False) -> float:
-    """A real number in (0, 1] (or [0, 1]); returned as float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+def _check_real(name: str, value: Any, *, finite: bool = True) -> float:
+    """A Python or NumPy real scalar (never a bool), returned as float."""
+    if isinstance(value, bool) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
         msg = f"{name} must be a real number; got {type(value).__name__} {value!r}"
         raise TypeError(msg)
+    try:
+        number = float(value)
+    except OverflowError:  # a Python int beyond float64
+        number = math.copysign(math.inf, value)
+    if finite and not math.isfinite(number):
+        msg = f"{name} must be finite; got {number!r}"
+        raise ValueError(msg)
+    return number
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        msg = f"{name} must be a bool; got {type(value).__name__} {value!r}"
+        raise TypeError(msg)
+    return bool(value)
+
+
+def _check_unit(name: str, value: Any, *, zero_ok: bool = False) -> float:
+    """A real number in (0, 1] (or [0, 1]); returned as float."""
+    value = _check_real(name, value, finite=False)
     low_ok = value >= 0.0 if zero_ok else value > 0.0
     if not (low_ok and value <= 1.0):
         interval = "[0, 1]" if zero_ok else "(0, 1]"
@@ -541,7 +563,18 @@ class Schedule:
         T = _check_steps(T)
         beta_start = _check_unit("beta_start", beta_start)
         beta_end = _check_unit("beta_end", beta_end)
-        scale = 1000.0 / T if scale_by_T else 1.0
+        if not _check_bool("scale_by_T", scale_by_T):
+            return cls.from_betas(np.linspace(beta_start, beta_end, T))
+
+        scale = 1000.0 / T
+        for name, value in (("beta_start", beta_start), ("beta_end", beta_end)):
+            if not 0.0 < scale * value <= 1.0:
+                msg = (
+                    f"{name} * 1000 / T = {scale * value!r} must lie in (0, 1]: "
+                    f"scale_by_T=True multiplies beta_start={beta_start!r} and "
+                    f"beta_end={beta_end!r} by 1000 / T, and T = {T}"
+                )
+                raise ValueError(msg)
         return cls.from_betas(np.linspace(scale * beta_start, scale * beta_end, T))
 
     @classmethod
@@ -589,20 +622,26 @@ class Schedule:
         Models, eq. 17.
         """
         T = _check_steps(T)
-        if not 0.0 < max_beta <= 1.0:
-            msg = f"max_beta must lie in (0, 1]; got {max_beta!r}"
-            raise ValueError(msg)
-        if not s >= 0.0:
+        max_beta = _check_unit("max_beta", max_beta)
+        s = _check_real("s", s)
+        if s < 0.0:
             msg = f"s must be non-negative; got {s!r}"
             raise ValueError(msg)
         # With c = pi / (2 (1 + s)): a - b = c / T, pi - (a + b) = c (2T - 2t - 1) / T
         # and pi/2 - b = c (T - t) / T, so every sine has an accurate argument.
         c = math.pi / (2.0 * (1.0 + s))
+        if c / T < _TINY:
+            msg = (
+                f"s must leave the angle pi / (2 (1 + s) T) a normal float64; "
+                f"got s={s!r} with T={T}"
+            )
+            raise ValueError(msg)
+
+        # Two ratios of sines, each near 1 at large s, so nothing underflows.
         t = np.arange(T, dtype=np.float64)
-        betas = (
-            math.sin(c / T)
-            * np.sin(c * (2.0 * T - 2.0 * t - 1.0) / T)
-            / np.sin(c * (T - t) / T) ** 2
+        half = np.sin(c * (T - t) / T)
+        betas = (math.sin(c / T) / half) * (
+            np.sin(c * (2.0 * T - 2.0 * t - 1.0) / T) / half
         )
         return cls.from_betas(np.minimum(betas, max_beta))
 
@@ -628,8 +667,17 @@ class Schedule:
         T = _check_steps(T)
         beta_start = _check_unit("beta_start", beta_start)
         beta_end = _check_unit("beta_end", beta_end)
+        low, high = _check_real("low", low), _check_real("high", high)
+        if not math.isfinite(high - low):
+            msg = (
+                f"high - low must be finite in float64; got low={low!r}, high={high!r}"
+            )
+            raise ValueError(msg)
+
         z = np.linspace(low, high, T)
-        return cls.from_betas(beta_start + (beta_end - beta_start) / (1.0 + np.exp(-z)))
+        with np.errstate(over="ignore"):  # exp(-z) = inf gives sigmoid(z) = 0
+            betas = beta_start + (beta_end - beta_start) / (1.0 + np.exp(-z))
+        return cls.from_betas(betas)
 
     @classmethod
     def sigmoid_alphas_cumprod(
@@ -645,6 +693,8 @@ class Schedule:
         Chen (2023), On the Importance of Noise Scheduling for Diffusion Models.
         """
         T = _check_steps(T)
+        start, end = _check_real("start", start), _check_real("end", end)
+        tau = _check_real("tau", tau)
         if not (tau > 0.0 and start < end):
             msg = (
                 f"need tau > 0 and start < end; got tau={tau!r}, start={start!r}, "
@@ -762,9 +812,10 @@ class Schedule:
         floor : float
             Positive lower bound for ``"floor"``.
         """
-        if first not in ("next", "floor"):
+        if not isinstance(first, str) or first not in ("next", "floor"):
             msg = f"first must be 'next' or 'floor'; got {first!r}"
             raise ValueError(msg)
+        floor = _check_real("floor", floor)
         if not floor > 0.0:
             msg = f"floor must be positive; got {floor!r}"
             raise ValueError(msg)

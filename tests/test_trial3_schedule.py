@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import mpmath as mp
 import numpy as np
 import pytest
 
+import diffcore
 from diffcore import Schedule
 from diffcore.testing import assert_posterior_matches_bayes
 
@@ -54,3 +57,89 @@ def test_posterior_log_variance_stays_finite_below_the_smallest_normal() -> None
     np.testing.assert_allclose(
         floored.posterior_log_variance_clipped, math.log(1e-320), rtol=1e-15
     )
+
+
+BUILDERS: dict[str, Callable[[Any], Any]] = {
+    "s": lambda v: Schedule.cosine(10, s=v),
+    "max_beta": lambda v: Schedule.cosine(10, max_beta=v),
+    "low": lambda v: Schedule.sigmoid_betas(5, low=v),
+    "high": lambda v: Schedule.sigmoid_betas(5, high=v),
+    "start": lambda v: Schedule.sigmoid_alphas_cumprod(5, start=v),
+    "end": lambda v: Schedule.sigmoid_alphas_cumprod(5, end=v),
+    "tau": lambda v: Schedule.sigmoid_alphas_cumprod(5, tau=v),
+    "min_beta": lambda v: diffcore.sohl_dickstein_betas(10, min_beta=v),
+    "beta_1": lambda v: diffcore.sohl_dickstein_betas(10, beta_1=v),
+    "floor": lambda v: Schedule.linear(5).with_posterior_log_variance("floor", v),
+    "scale_by_T": lambda v: Schedule.linear(10, scale_by_T=v),
+}
+BAD_SCALARS: list[tuple[str, Any, type, str]] = [
+    ("s", "a", TypeError, "must be a real number; got str 'a'"),
+    ("s", True, TypeError, "must be a real number; got bool True"),
+    ("s", math.inf, ValueError, "must be finite; got inf"),
+    ("max_beta", None, TypeError, "must be a real number; got NoneType None"),
+    ("max_beta", True, TypeError, "must be a real number; got bool True"),
+    ("max_beta", np.array([0.5, 0.9]), TypeError, "must be a real number; got ndarray"),
+    ("max_beta", np.bool_(True), TypeError, "must be a real number; got bool"),
+    ("low", "a", TypeError, "must be a real number; got str"),
+    ("low", math.nan, ValueError, "must be finite; got nan"),
+    ("high", math.inf, ValueError, "must be finite; got inf"),
+    ("start", "a", TypeError, "must be a real number; got str"),
+    ("end", math.nan, ValueError, "must be finite; got nan"),
+    ("tau", math.inf, ValueError, "must be finite; got inf"),
+    ("min_beta", "x", TypeError, "must be a real number; got str 'x'"),
+    ("beta_1", True, TypeError, "must be a real number; got bool"),
+    ("beta_1", math.nan, ValueError, r"must lie in \[0, 0.5\); got nan"),
+    ("floor", "1e-20", TypeError, "must be a real number; got str '1e-20'"),
+    ("floor", True, TypeError, "must be a real number; got bool"),
+    ("floor", math.inf, ValueError, "must be finite; got inf"),
+    ("scale_by_T", "yes", TypeError, "must be a bool; got str 'yes'"),
+    ("scale_by_T", None, TypeError, "must be a bool; got NoneType None"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "error", "match"),
+    BAD_SCALARS,
+    ids=[f"{row[0]}={row[1]!r}" for row in BAD_SCALARS],
+)
+def test_bad_scalar_parameters_are_named(
+    name: str, value: Any, error: type, match: str
+) -> None:
+    with pytest.raises(error, match=rf"^{name} {match}"):
+        BUILDERS[name](value)
+
+
+@pytest.mark.parametrize(
+    "value", [np.float32(0.5), np.float64(0.5), np.int64(1), 1, 0.5]
+)
+def test_numpy_and_python_real_scalars_are_accepted(value: Any) -> None:
+    cosine = Schedule.cosine(10, max_beta=value)
+    assert cosine.betas.max() <= float(value)
+    floor = Schedule.linear(5).with_posterior_log_variance("floor", value)
+    assert floor.posterior_log_variance_clipped[0] == math.log(float(value))
+    assert len(Schedule.sigmoid_betas(5, low=-value, high=value)) == 5
+    assert len(Schedule.sigmoid_alphas_cumprod(5, tau=value)) == 5
+    assert diffcore.sohl_dickstein_betas(10, beta_1=value / 4)[0] > value / 4
+
+
+def test_linear_scaled_by_T_blames_its_arguments() -> None:
+    match = r"beta_end \* 1000 / T = 2\.0 .*beta_start.*beta_end.*T = 10"
+    with pytest.raises(ValueError, match=match):
+        Schedule.linear(10, scale_by_T=True)
+    with pytest.raises(ValueError, match=r"beta_start \* 1000 / T"):
+        Schedule.linear(1, 0.01, 0.02, scale_by_T=True)
+    assert Schedule.linear(100, scale_by_T=True).betas[-1] == pytest.approx(0.2)
+    assert Schedule.linear(np.int64(100), scale_by_T=np.bool_(True)).betas[0] > 1e-4
+
+
+def test_cosine_with_a_huge_offset_matches_mpmath() -> None:
+    s, T = 1e300, 10
+    betas = Schedule.cosine(T, s=s).betas
+    with mp.workdps(700):
+        offset = mp.mpf(s)
+        f = lambda u: mp.cos((u + offset) / (1 + offset) * mp.pi / 2) ** 2  # noqa: E731
+        for t in range(T - 1):
+            exact = 1 - f(mp.mpf(t + 1) / T) / f(mp.mpf(t) / T)
+            assert abs(betas[t] - exact) <= 1e-14 * exact
+    with pytest.raises(ValueError, match=r"s must leave .* got s=1e\+308 with T=10"):
+        Schedule.cosine(T, s=1e308)
