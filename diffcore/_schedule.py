@@ -81,6 +81,33 @@ def _log_one_minus_exp(log_a: Float64Array) -> Float64Array:
     return np.where(log_a > -math.log(2.0), near_one, near_zero)
 
 
+def _log_one_minus_exp_neg(x: Float64Array | float) -> Float64Array:
+    """log(1 - exp(-x)) for x >= 0; -inf at x = 0."""
+    return _log_one_minus_exp(-np.asarray(x, dtype=np.float64))
+
+
+def _softplus_rise(a: float, w: Float64Array) -> Float64Array:
+    """softplus(a + w) - softplus(a) for w >= 0, without cancellation.
+
+    Up to w = 1 it is log1p(sigmoid(a) expm1(w)); beyond, the two softplus
+    values differ by a factor of at least 1.3 (a < 0), or the rise is w plus
+    two terms below log 2 (a >= 0).
+    """
+    if a >= 0:
+        sigmoid_a = 1.0 / (1.0 + math.exp(-a))
+    else:
+        sigmoid_a = math.exp(a) / (1.0 + math.exp(a))
+    near = np.log1p(sigmoid_a * np.expm1(np.minimum(w, 1.0)))
+
+    base = np.full_like(w, a)
+    if a >= 0:
+        far = w + _softplus(-(base + w)) - _softplus(-base)
+    else:
+        far = _softplus(base + w) - _softplus(base)
+    rise: Float64Array = np.where(w <= 1.0, near, far)
+    return rise
+
+
 def _log_variance(
     variance: Float64Array, betas: Float64Array, log_1m: Float64Array
 ) -> Float64Array:
@@ -95,6 +122,16 @@ def _log_variance(
         direct = np.log(variance)
     log_variance: Float64Array = np.where(variance >= _TINY, direct, from_logs)
     return log_variance
+
+
+def _betas_from_log(log_alphas_cumprod: Float64Array) -> Float64Array:
+    """beta_t = 1 - alpha_bar_t / alpha_bar_{t-1}, as -expm1 of a log difference."""
+    steps = np.diff(log_alphas_cumprod, prepend=0.0)
+    with np.errstate(invalid="ignore"):
+        betas: Float64Array = np.where(
+            np.isneginf(log_alphas_cumprod), 1.0, -np.expm1(steps)
+        )
+    return betas
 
 
 def _as_float64_vector(name: str, values: ArrayLike) -> Float64Array:
@@ -303,9 +340,7 @@ class Schedule:
         log_ab = _readonly(log_alphas_cumprod)
         log_1m = _readonly(log_one_minus_alphas_cumprod)
         if betas is None:
-            steps = np.diff(log_ab, prepend=0.0)
-            with np.errstate(invalid="ignore"):
-                betas = np.where(np.isneginf(log_ab), 1.0, -np.expm1(steps))
+            betas = _betas_from_log(log_ab)
         _check_betas(betas, "betas derived from alphas_cumprod")
         T = betas.shape[0]
         if timestep_map is None:
@@ -687,6 +722,10 @@ class Schedule:
 
         gamma(u) = (sigmoid(end/tau) - sigmoid((u (end - start) + start)/tau)) /
         (sigmoid(end/tau) - sigmoid(start/tau)), alpha_bar_t = gamma((t+1)/T).
+        Both alpha_bar and 1 - alpha_bar are formed in log space from
+        differences of log-sigmoids that never subtract two rounded values,
+        so any tau is accurate; parameters whose first steps would add less
+        noise than float64 can hold (start / tau far below 0) are refused.
 
         References
         ----------
@@ -702,16 +741,38 @@ class Schedule:
             )
             raise ValueError(msg)
 
-        u = np.arange(1, T + 1, dtype=np.float64) / T
-        v_start = 1.0 / (1.0 + math.exp(-start / tau))
-        v_end = 1.0 / (1.0 + math.exp(-end / tau))
-        v_u = 1.0 / (1.0 + np.exp(-(u * (end - start) + start) / tau))
-        alphas_cumprod = np.maximum(v_end - v_u, 0.0) / (v_end - v_start)
-        one_minus = (v_u - v_start) / (v_end - v_start)
-        alphas_cumprod[-1], one_minus[-1] = 0.0, 1.0
-        with np.errstate(divide="ignore"):
-            log_ab = np.log(alphas_cumprod)
-        return cls._build(log_ab, np.log(one_minus), one_minus_alphas_cumprod=one_minus)
+        a, b, width = start / tau, end / tau, (end - start) / tau
+        if not (math.isfinite(a) and math.isfinite(b) and math.isfinite(width)):
+            msg = (
+                "start / tau, end / tau and (end - start) / tau must be finite "
+                f"float64 numbers; got start={start!r}, end={end!r}, tau={tau!r}"
+            )
+            raise ValueError(msg)
+        if width < _TINY:
+            msg = (
+                "(end - start) / tau must be at least the smallest normal float64; "
+                f"got start={start!r}, end={end!r}, tau={tau!r}"
+            )
+            raise ValueError(msg)
+
+        # With z = a + u (b - a): sigmoid(b) - sigmoid(z) = sigmoid(b) sigmoid(-z)
+        # (1 - exp(z - b)), and alike for sigmoid(z) - sigmoid(a); so each log
+        # is a rise of softplus plus log(1 - exp(-x)) terms, none a difference.
+        k = np.arange(1, T + 1, dtype=np.float64)
+        done, left = k / T * width, (T - k) / T * width
+        log_norm = _log_one_minus_exp_neg(width)
+        log_ab = _log_one_minus_exp_neg(left) - _softplus_rise(a, done) - log_norm
+        log_1m = _log_one_minus_exp_neg(done) - _softplus_rise(-b, left) - log_norm
+        bad = np.flatnonzero(~(_betas_from_log(log_ab) > 0.0))
+        if bad.size:
+            i = int(bad[0])
+            msg = (
+                f"start={start!r}, end={end!r} and tau={tau!r} make the sigmoid so "
+                f"flat at step {i} of T = {T} that beta_{i} rounds to 0 in float64; "
+                "take a larger tau or a start nearer 0"
+            )
+            raise ValueError(msg)
+        return cls._build(log_ab, log_1m)
 
     # -- derived schedules -------------------------------------------------
 

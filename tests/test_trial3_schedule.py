@@ -143,3 +143,64 @@ def test_cosine_with_a_huge_offset_matches_mpmath() -> None:
             assert abs(betas[t] - exact) <= 1e-14 * exact
     with pytest.raises(ValueError, match=r"s must leave .* got s=1e\+308 with T=10"):
         Schedule.cosine(T, s=1e308)
+
+
+def _chen_gamma(u: mp.mpf, start: float, end: float, tau: float) -> mp.mpf:
+    """Chen (2023) alpha_bar by its definition, with digits enough to subtract."""
+    sig = lambda v: 1 / (1 + mp.exp(-v))  # noqa: E731
+    a, b = mp.mpf(start) / tau, mp.mpf(end) / tau
+    z = (u * (mp.mpf(end) - start) + start) / tau
+    return (sig(b) - sig(z)) / (sig(b) - sig(a))
+
+
+@pytest.mark.parametrize(
+    ("T", "start", "end", "tau", "steps"),
+    [
+        (1000, 0.0, 3.0, 0.01, [0, 1, 300, 998]),
+        (100000, -3.0, 3.0, 0.1, [0, 1, 50000, 99998]),
+        (50, -0.05, 3.0, 0.002, [0, 1, 25, 48]),
+    ],
+)
+def test_sigmoid_alphas_cumprod_without_cancellation(
+    T: int, start: float, end: float, tau: float, steps: list[int]
+) -> None:
+    s = Schedule.sigmoid_alphas_cumprod(T, start, end, tau)
+    digits = 60 + int(max(abs(start), abs(end)) / tau / 2.3)
+    with mp.workdps(digits):
+        for t in steps:
+            gamma = _chen_gamma(mp.mpf(t + 1) / T, start, end, tau)
+            log_ab = s.log_alphas_cumprod[t]
+            assert abs(log_ab - mp.log(gamma)) <= 1e-13 * max(1, abs(mp.log(gamma)))
+            log_1m = s.log_one_minus_alphas_cumprod[t]
+            exact_1m = mp.log(1 - gamma)
+            assert abs(log_1m - exact_1m) <= 1e-13 * max(1, abs(exact_1m))
+    assert s.alphas_cumprod[-1] == 0.0 and s.betas[-1] == 1.0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"tau": 1e-3}, {"start": -1e6}, {"start": -1e6, "end": 1e6}],
+)
+def test_sigmoid_alphas_cumprod_refuses_a_flat_start_by_name(
+    kwargs: dict[str, float],
+) -> None:
+    with pytest.raises(ValueError, match=r"start.*tau.*rounds to 0"):
+        Schedule.sigmoid_alphas_cumprod(5, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"tau": 1e-310}, r"\(end - start\) / tau must be finite"),
+        ({"start": -1e308, "end": 1e308}, r"\(end - start\) / tau must be finite"),
+        (
+            {"tau": 1e300, "start": 0.0, "end": 1e-20},
+            r"at least the smallest normal float64",
+        ),
+    ],
+)
+def test_sigmoid_alphas_cumprod_refuses_unrepresentable_slopes(
+    kwargs: dict[str, float], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        Schedule.sigmoid_alphas_cumprod(5, **kwargs)
