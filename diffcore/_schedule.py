@@ -515,7 +515,9 @@ class Schedule:
         Step t takes u = (t + 1) / T, so alpha_bar_t = sigmoid(lambda(u)),
         computed as exp(-softplus(-lambda)) and 1 - alpha_bar_t as
         exp(-softplus(lambda)).  lambda must be strictly decreasing and finite,
-        except that lambda(1) may be -inf (zero terminal SNR).
+        except that lambda(1) may be -inf (zero terminal SNR), and each step's
+        beta must be a positive float64: lambda(1/T) below about 745 (beta_0
+        is about exp(-lambda(1/T))) and no two steps equal after rounding.
 
         Parameters
         ----------
@@ -561,7 +563,20 @@ class Schedule:
             msg = f"log_snr(u) must be finite (only the last may be -inf); got {lam}"
             raise ValueError(msg)
         cls._check_decreasing("log_snr(u)", lam)
-        return cls._build(-_softplus(-lam), -_softplus(lam))
+
+        log_ab = -_softplus(-lam)
+        betas = _betas_from_log(log_ab)
+        bad = np.flatnonzero(~(betas > 0.0))
+        if bad.size:
+            i = int(bad[0])
+            after = f" after log_snr(u)[{i - 1}] = {float(lam[i - 1])!r}" if i else ""
+            msg = (
+                f"log_snr(u)[{i}] = {float(lam[i])!r}{after} gives a step without "
+                f"noise in float64: beta_{i} rounds to 0; log-SNR values must stay "
+                "below about 745 and fall by more than rounding from step to step"
+            )
+            raise ValueError(msg)
+        return cls._build(log_ab, -_softplus(lam), betas=betas)
 
     @classmethod
     def linear(

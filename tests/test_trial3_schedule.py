@@ -204,3 +204,24 @@ def test_sigmoid_alphas_cumprod_refuses_unrepresentable_slopes(
 ) -> None:
     with pytest.raises(ValueError, match=match):
         Schedule.sigmoid_alphas_cumprod(5, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("lam", "step"),
+    [
+        (np.array([1e300, 2.0, 1.0]), 0),
+        (np.array([800.0, 2.0, 1.0]), 0),
+        (np.array([1.0, 1e-17, -1e-17]), 2),  # both log(alpha_bar) round to -log 2
+    ],
+)
+def test_from_log_snr_blames_log_snr_for_a_step_without_noise(
+    lam: np.ndarray, step: int
+) -> None:
+    match = rf"log_snr\(u\)\[{step}\] = .* beta_{step} rounds to 0"
+    with pytest.raises(ValueError, match=match):
+        Schedule.from_log_snr(lambda u: lam, 3)
+
+
+def test_from_log_snr_keeps_the_largest_representable_first_step() -> None:
+    s = Schedule.from_log_snr(lambda u: np.array([700.0, 2.0, 1.0]), 3)
+    assert s.betas[0] == pytest.approx(math.exp(-700.0), rel=1e-13)
