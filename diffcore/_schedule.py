@@ -862,6 +862,8 @@ class Schedule:
                 f"{kept.min()} to {kept.max()}"
             )
             raise ValueError(msg)
+        # In range, so int64 holds them; np.diff of unsigned ints would wrap.
+        kept = kept.astype(np.int64)
         if (np.diff(kept) <= 0).any():
             msg = f"indices must be strictly increasing (no duplicates); got {kept}"
             raise ValueError(msg)

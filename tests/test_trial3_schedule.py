@@ -225,3 +225,18 @@ def test_from_log_snr_blames_log_snr_for_a_step_without_noise(
 def test_from_log_snr_keeps_the_largest_representable_first_step() -> None:
     s = Schedule.from_log_snr(lambda u: np.array([700.0, 2.0, 1.0]), 3)
     assert s.betas[0] == pytest.approx(math.exp(-700.0), rel=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint64, np.int8])
+def test_respace_orders_unsigned_indices_without_wrapping(dtype: type) -> None:
+    s = Schedule.linear(100)
+    with pytest.raises(ValueError, match=r"indices must be strictly increasing"):
+        s.respace(np.array([40, 20], dtype))
+    r = s.respace(np.array([0, 20, 40], dtype))
+    assert r.timestep_map.tolist() == [0, 20, 40]
+    assert r.timestep_map.dtype == np.int64
+
+
+def test_respace_reports_huge_unsigned_indices_as_given() -> None:
+    with pytest.raises(ValueError, match=r"from 0 to 18446744073709551615"):
+        Schedule.linear(10).respace(np.array([0, 2**64 - 1], np.uint64))
