@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Literal
 
+import array_api_compat as compat
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -134,8 +135,27 @@ def _betas_from_log(log_alphas_cumprod: Float64Array) -> Float64Array:
     return betas
 
 
-def _as_float64_vector(name: str, values: ArrayLike) -> Float64Array:
+def _host_values(values: Any) -> NDArray[Any]:
+    """Values as a NumPy array on the host; torch tensors detached, floats upcast.
+
+    A tensor that requires grad, or one in bfloat16 (which NumPy lacks),
+    cannot go through np.asarray, and JAX's bfloat16 arrives as an
+    ml_dtypes type NumPy does not call floating; the schedule is float64
+    host data anyway.
+    """
+    if compat.is_torch_array(values):
+        tensor = values.detach().cpu()
+        if tensor.dtype.is_floating_point:
+            tensor = tensor.double()
+        return np.asarray(tensor.numpy())
     array = np.asarray(values)
+    if array.dtype.kind == "V" and "float" in array.dtype.name:
+        array = array.astype(np.float64)  # ml_dtypes' bfloat16 from JAX
+    return array
+
+
+def _as_float64_vector(name: str, values: ArrayLike) -> Float64Array:
+    array = _host_values(values)
     if array.dtype == np.bool_ or not (
         np.issubdtype(array.dtype, np.floating)
         or np.issubdtype(array.dtype, np.integer)

@@ -240,3 +240,35 @@ def test_respace_orders_unsigned_indices_without_wrapping(dtype: type) -> None:
 def test_respace_reports_huge_unsigned_indices_as_given() -> None:
     with pytest.raises(ValueError, match=r"from 0 to 18446744073709551615"):
         Schedule.linear(10).respace(np.array([0, 2**64 - 1], np.uint64))
+
+
+@pytest.mark.parametrize("kind", ["requires_grad", "bfloat16", "float16", "int64"])
+def test_from_betas_takes_any_torch_tensor_as_float64_host_data(kind: str) -> None:
+    torch = pytest.importorskip("torch")
+    values = [0.125, 0.25]
+    if kind == "requires_grad":
+        betas = torch.tensor(values, dtype=torch.float64, requires_grad=True)
+    elif kind == "int64":
+        betas = torch.tensor([1, 1])
+        values = [1.0, 1.0]
+    else:
+        betas = torch.tensor(values, dtype=getattr(torch, kind))
+    s = Schedule.from_betas(betas)
+    assert s.betas.dtype == np.float64
+    assert s.betas.tolist() == values  # exact in every dtype here
+    from_ac = Schedule.from_alphas_cumprod(
+        torch.tensor([0.5, 0.25], requires_grad=True)
+    )
+    assert from_ac.betas.tolist() == [0.5, 0.5]
+
+
+def test_from_betas_refuses_a_bool_tensor() -> None:
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="betas must hold real numbers; got dtype bool"):
+        Schedule.from_betas(torch.tensor([True]))
+
+
+def test_from_betas_takes_a_jax_bfloat16_array() -> None:
+    jnp = pytest.importorskip("jax.numpy")
+    s = Schedule.from_betas(jnp.asarray([0.125, 0.25], dtype=jnp.bfloat16))
+    assert s.betas.dtype == np.float64 and s.betas.tolist() == [0.125, 0.25]
