@@ -15,6 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Literal
 
+import array_api_compat as compat
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -37,6 +38,7 @@ _TABLES = (
 )
 
 _CACHE_SIZE = 64
+_TINY = float(np.finfo(np.float64).tiny)
 
 
 def _compensated_cumsum(values: Float64Array) -> tuple[Float64Array, Float64Array]:
@@ -80,8 +82,80 @@ def _log_one_minus_exp(log_a: Float64Array) -> Float64Array:
     return np.where(log_a > -math.log(2.0), near_one, near_zero)
 
 
-def _as_float64_vector(name: str, values: ArrayLike) -> Float64Array:
+def _log_one_minus_exp_neg(x: Float64Array | float) -> Float64Array:
+    """log(1 - exp(-x)) for x >= 0; -inf at x = 0."""
+    return _log_one_minus_exp(-np.asarray(x, dtype=np.float64))
+
+
+def _softplus_rise(a: float, w: Float64Array) -> Float64Array:
+    """softplus(a + w) - softplus(a) for w >= 0, without cancellation.
+
+    Up to w = 1 it is log1p(sigmoid(a) expm1(w)); beyond, the two softplus
+    values differ by a factor of at least 1.3 (a < 0), or the rise is w plus
+    two terms below log 2 (a >= 0).
+    """
+    if a >= 0:
+        sigmoid_a = 1.0 / (1.0 + math.exp(-a))
+    else:
+        sigmoid_a = math.exp(a) / (1.0 + math.exp(a))
+    near = np.log1p(sigmoid_a * np.expm1(np.minimum(w, 1.0)))
+
+    base = np.full_like(w, a)
+    if a >= 0:
+        far = w + _softplus(-(base + w)) - _softplus(-base)
+    else:
+        far = _softplus(base + w) - _softplus(base)
+    rise: Float64Array = np.where(w <= 1.0, near, far)
+    return rise
+
+
+def _log_variance(
+    variance: Float64Array, betas: Float64Array, log_1m: Float64Array
+) -> Float64Array:
+    """log of the posterior variance, from logs where it is subnormal or 0.
+
+    log beta_t + log(1 - alpha_bar_{t-1}) - log(1 - alpha_bar_t) stays finite
+    for t >= 1 however small the betas; at t = 0 it is -inf.
+    """
+    log_1m_prev = np.concatenate([[-np.inf], log_1m[:-1]])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        from_logs = np.log(betas) + log_1m_prev - log_1m
+        direct = np.log(variance)
+    log_variance: Float64Array = np.where(variance >= _TINY, direct, from_logs)
+    return log_variance
+
+
+def _betas_from_log(log_alphas_cumprod: Float64Array) -> Float64Array:
+    """beta_t = 1 - alpha_bar_t / alpha_bar_{t-1}, as -expm1 of a log difference."""
+    steps = np.diff(log_alphas_cumprod, prepend=0.0)
+    with np.errstate(invalid="ignore"):
+        betas: Float64Array = np.where(
+            np.isneginf(log_alphas_cumprod), 1.0, -np.expm1(steps)
+        )
+    return betas
+
+
+def _host_values(values: Any) -> NDArray[Any]:
+    """Values as a NumPy array on the host; torch tensors detached, floats upcast.
+
+    A tensor that requires grad, or one in bfloat16 (which NumPy lacks),
+    cannot go through np.asarray, and JAX's bfloat16 arrives as an
+    ml_dtypes type NumPy does not call floating; the schedule is float64
+    host data anyway.
+    """
+    if compat.is_torch_array(values):
+        tensor = values.detach().cpu()
+        if tensor.dtype.is_floating_point:
+            tensor = tensor.double()
+        return np.asarray(tensor.numpy())
     array = np.asarray(values)
+    if array.dtype.kind == "V" and "float" in array.dtype.name:
+        array = array.astype(np.float64)  # ml_dtypes' bfloat16 from JAX
+    return array
+
+
+def _as_float64_vector(name: str, values: ArrayLike) -> Float64Array:
+    array = _host_values(values)
     if array.dtype == np.bool_ or not (
         np.issubdtype(array.dtype, np.floating)
         or np.issubdtype(array.dtype, np.integer)
@@ -119,11 +193,33 @@ def _entries(count: int) -> str:
     return f"{count} entry" if count == 1 else f"{count} entries"
 
 
-def _check_unit(name: str, value: Any, *, zero_ok: bool = False) -> float:
-    """A real number in (0, 1] (or [0, 1]); returned as float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+def _check_real(name: str, value: Any, *, finite: bool = True) -> float:
+    """A Python or NumPy real scalar (never a bool), returned as float."""
+    if isinstance(value, bool) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
         msg = f"{name} must be a real number; got {type(value).__name__} {value!r}"
         raise TypeError(msg)
+    try:
+        number = float(value)
+    except OverflowError:  # a Python int beyond float64
+        number = math.copysign(math.inf, value)
+    if finite and not math.isfinite(number):
+        msg = f"{name} must be finite; got {number!r}"
+        raise ValueError(msg)
+    return number
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        msg = f"{name} must be a bool; got {type(value).__name__} {value!r}"
+        raise TypeError(msg)
+    return bool(value)
+
+
+def _check_unit(name: str, value: Any, *, zero_ok: bool = False) -> float:
+    """A real number in (0, 1] (or [0, 1]); returned as float."""
+    value = _check_real(name, value, finite=False)
     low_ok = value >= 0.0 if zero_ok else value > 0.0
     if not (low_ok and value <= 1.0):
         interval = "[0, 1]" if zero_ok else "(0, 1]"
@@ -264,9 +360,7 @@ class Schedule:
         log_ab = _readonly(log_alphas_cumprod)
         log_1m = _readonly(log_one_minus_alphas_cumprod)
         if betas is None:
-            steps = np.diff(log_ab, prepend=0.0)
-            with np.errstate(invalid="ignore"):
-                betas = np.where(np.isneginf(log_ab), 1.0, -np.expm1(steps))
+            betas = _betas_from_log(log_ab)
         _check_betas(betas, "betas derived from alphas_cumprod")
         T = betas.shape[0]
         if timestep_map is None:
@@ -310,8 +404,9 @@ class Schedule:
         one_minus_prev = np.concatenate([[0.0], one_minus[:-1]])
         alphas = 1.0 - betas
 
-        # Ho et al. 2020, eqs. 6-7: posterior variance and mean weights.
-        posterior_variance = betas * one_minus_prev / one_minus
+        # Ho et al. 2020, eqs. 6-7: posterior variance and mean weights.  The
+        # ratio comes first: betas * one_minus_prev alone underflows for tiny betas.
+        posterior_variance = betas * (one_minus_prev / one_minus)
         # sqrt(alpha_bar_{t-1}) from the log, so it does not underflow with alpha_bar.
         sqrt_prev = np.exp(0.5 * np.concatenate([[0.0], log_ab[:-1]]))
         coef_x0 = betas * sqrt_prev / one_minus
@@ -321,6 +416,7 @@ class Schedule:
         log_snr = log_ab - log_1m
         with np.errstate(over="ignore"):
             sigmas = np.exp(-0.5 * log_snr)
+            snr = np.exp(log_snr)
         return {
             "betas": betas,
             "alphas": alphas,
@@ -328,26 +424,30 @@ class Schedule:
             "alphas_cumprod_prev": alphas_cumprod_prev,
             "sqrt_alphas_cumprod": np.exp(0.5 * log_ab),
             "sqrt_one_minus_alphas_cumprod": np.sqrt(one_minus),
-            "snr": np.exp(log_snr),
+            "snr": snr,
             "log_snr": log_snr,
             "sigmas": sigmas,
             "posterior_variance": posterior_variance,
             "posterior_log_variance_clipped": self._clipped_log(
-                posterior_variance, betas
+                _log_variance(posterior_variance, betas, log_1m), betas
             ),
             "posterior_mean_coef_x0": coef_x0,
             "posterior_mean_coef_xt": coef_xt,
         }
 
-    def _clipped_log(self, variance: Float64Array, betas: Float64Array) -> Float64Array:
+    def _clipped_log(
+        self, log_variance: Float64Array, betas: Float64Array
+    ) -> Float64Array:
         if self._first_log_variance == "floor":
-            return np.log(np.maximum(variance, self.log_variance_floor))
+            floored: Float64Array = np.maximum(
+                log_variance, math.log(self.log_variance_floor)
+            )
+            return floored
         # improved-diffusion: the t = 0 entry (variance 0) takes the t = 1 value;
         # a one-step schedule has no t = 1, so it takes log(beta_0) instead.
-        first = variance[1] if variance.shape[0] > 1 else betas[0]
-        with np.errstate(divide="ignore"):
-            clipped: Float64Array = np.log(np.concatenate([[first], variance[1:]]))
-        return clipped
+        if log_variance.shape[0] == 1:
+            return np.log(betas)
+        return np.concatenate([log_variance[1:2], log_variance[1:]])
 
     @classmethod
     def from_betas(cls, betas: ArrayLike) -> Schedule:
@@ -435,7 +535,9 @@ class Schedule:
         Step t takes u = (t + 1) / T, so alpha_bar_t = sigmoid(lambda(u)),
         computed as exp(-softplus(-lambda)) and 1 - alpha_bar_t as
         exp(-softplus(lambda)).  lambda must be strictly decreasing and finite,
-        except that lambda(1) may be -inf (zero terminal SNR).
+        except that lambda(1) may be -inf (zero terminal SNR), and each step's
+        beta must be a positive float64: lambda(1/T) below about 745 (beta_0
+        is about exp(-lambda(1/T))) and no two steps equal after rounding.
 
         Parameters
         ----------
@@ -481,7 +583,20 @@ class Schedule:
             msg = f"log_snr(u) must be finite (only the last may be -inf); got {lam}"
             raise ValueError(msg)
         cls._check_decreasing("log_snr(u)", lam)
-        return cls._build(-_softplus(-lam), -_softplus(lam))
+
+        log_ab = -_softplus(-lam)
+        betas = _betas_from_log(log_ab)
+        bad = np.flatnonzero(~(betas > 0.0))
+        if bad.size:
+            i = int(bad[0])
+            after = f" after log_snr(u)[{i - 1}] = {float(lam[i - 1])!r}" if i else ""
+            msg = (
+                f"log_snr(u)[{i}] = {float(lam[i])!r}{after} gives a step without "
+                f"noise in float64: beta_{i} rounds to 0; log-SNR values must stay "
+                "below about 745 and fall by more than rounding from step to step"
+            )
+            raise ValueError(msg)
+        return cls._build(log_ab, -_softplus(lam), betas=betas)
 
     @classmethod
     def linear(
@@ -518,7 +633,18 @@ class Schedule:
         T = _check_steps(T)
         beta_start = _check_unit("beta_start", beta_start)
         beta_end = _check_unit("beta_end", beta_end)
-        scale = 1000.0 / T if scale_by_T else 1.0
+        if not _check_bool("scale_by_T", scale_by_T):
+            return cls.from_betas(np.linspace(beta_start, beta_end, T))
+
+        scale = 1000.0 / T
+        for name, value in (("beta_start", beta_start), ("beta_end", beta_end)):
+            if not 0.0 < scale * value <= 1.0:
+                msg = (
+                    f"{name} * 1000 / T = {scale * value!r} must lie in (0, 1]: "
+                    f"scale_by_T=True multiplies beta_start={beta_start!r} and "
+                    f"beta_end={beta_end!r} by 1000 / T, and T = {T}"
+                )
+                raise ValueError(msg)
         return cls.from_betas(np.linspace(scale * beta_start, scale * beta_end, T))
 
     @classmethod
@@ -566,20 +692,26 @@ class Schedule:
         Models, eq. 17.
         """
         T = _check_steps(T)
-        if not 0.0 < max_beta <= 1.0:
-            msg = f"max_beta must lie in (0, 1]; got {max_beta!r}"
-            raise ValueError(msg)
-        if not s >= 0.0:
+        max_beta = _check_unit("max_beta", max_beta)
+        s = _check_real("s", s)
+        if s < 0.0:
             msg = f"s must be non-negative; got {s!r}"
             raise ValueError(msg)
         # With c = pi / (2 (1 + s)): a - b = c / T, pi - (a + b) = c (2T - 2t - 1) / T
         # and pi/2 - b = c (T - t) / T, so every sine has an accurate argument.
         c = math.pi / (2.0 * (1.0 + s))
+        if c / T < _TINY:
+            msg = (
+                f"s must leave the angle pi / (2 (1 + s) T) a normal float64; "
+                f"got s={s!r} with T={T}"
+            )
+            raise ValueError(msg)
+
+        # Two ratios of sines, each near 1 at large s, so nothing underflows.
         t = np.arange(T, dtype=np.float64)
-        betas = (
-            math.sin(c / T)
-            * np.sin(c * (2.0 * T - 2.0 * t - 1.0) / T)
-            / np.sin(c * (T - t) / T) ** 2
+        half = np.sin(c * (T - t) / T)
+        betas = (math.sin(c / T) / half) * (
+            np.sin(c * (2.0 * T - 2.0 * t - 1.0) / T) / half
         )
         return cls.from_betas(np.minimum(betas, max_beta))
 
@@ -605,8 +737,17 @@ class Schedule:
         T = _check_steps(T)
         beta_start = _check_unit("beta_start", beta_start)
         beta_end = _check_unit("beta_end", beta_end)
+        low, high = _check_real("low", low), _check_real("high", high)
+        if not math.isfinite(high - low):
+            msg = (
+                f"high - low must be finite in float64; got low={low!r}, high={high!r}"
+            )
+            raise ValueError(msg)
+
         z = np.linspace(low, high, T)
-        return cls.from_betas(beta_start + (beta_end - beta_start) / (1.0 + np.exp(-z)))
+        with np.errstate(over="ignore"):  # exp(-z) = inf gives sigmoid(z) = 0
+            betas = beta_start + (beta_end - beta_start) / (1.0 + np.exp(-z))
+        return cls.from_betas(betas)
 
     @classmethod
     def sigmoid_alphas_cumprod(
@@ -616,12 +757,18 @@ class Schedule:
 
         gamma(u) = (sigmoid(end/tau) - sigmoid((u (end - start) + start)/tau)) /
         (sigmoid(end/tau) - sigmoid(start/tau)), alpha_bar_t = gamma((t+1)/T).
+        Both alpha_bar and 1 - alpha_bar are formed in log space from
+        differences of log-sigmoids that never subtract two rounded values,
+        so any tau is accurate; parameters whose first steps would add less
+        noise than float64 can hold (start / tau far below 0) are refused.
 
         References
         ----------
         Chen (2023), On the Importance of Noise Scheduling for Diffusion Models.
         """
         T = _check_steps(T)
+        start, end = _check_real("start", start), _check_real("end", end)
+        tau = _check_real("tau", tau)
         if not (tau > 0.0 and start < end):
             msg = (
                 f"need tau > 0 and start < end; got tau={tau!r}, start={start!r}, "
@@ -629,16 +776,38 @@ class Schedule:
             )
             raise ValueError(msg)
 
-        u = np.arange(1, T + 1, dtype=np.float64) / T
-        v_start = 1.0 / (1.0 + math.exp(-start / tau))
-        v_end = 1.0 / (1.0 + math.exp(-end / tau))
-        v_u = 1.0 / (1.0 + np.exp(-(u * (end - start) + start) / tau))
-        alphas_cumprod = np.maximum(v_end - v_u, 0.0) / (v_end - v_start)
-        one_minus = (v_u - v_start) / (v_end - v_start)
-        alphas_cumprod[-1], one_minus[-1] = 0.0, 1.0
-        with np.errstate(divide="ignore"):
-            log_ab = np.log(alphas_cumprod)
-        return cls._build(log_ab, np.log(one_minus), one_minus_alphas_cumprod=one_minus)
+        a, b, width = start / tau, end / tau, (end - start) / tau
+        if not (math.isfinite(a) and math.isfinite(b) and math.isfinite(width)):
+            msg = (
+                "start / tau, end / tau and (end - start) / tau must be finite "
+                f"float64 numbers; got start={start!r}, end={end!r}, tau={tau!r}"
+            )
+            raise ValueError(msg)
+        if width < _TINY:
+            msg = (
+                "(end - start) / tau must be at least the smallest normal float64; "
+                f"got start={start!r}, end={end!r}, tau={tau!r}"
+            )
+            raise ValueError(msg)
+
+        # With z = a + u (b - a): sigmoid(b) - sigmoid(z) = sigmoid(b) sigmoid(-z)
+        # (1 - exp(z - b)), and alike for sigmoid(z) - sigmoid(a); so each log
+        # is a rise of softplus plus log(1 - exp(-x)) terms, none a difference.
+        k = np.arange(1, T + 1, dtype=np.float64)
+        done, left = k / T * width, (T - k) / T * width
+        log_norm = _log_one_minus_exp_neg(width)
+        log_ab = _log_one_minus_exp_neg(left) - _softplus_rise(a, done) - log_norm
+        log_1m = _log_one_minus_exp_neg(done) - _softplus_rise(-b, left) - log_norm
+        bad = np.flatnonzero(~(_betas_from_log(log_ab) > 0.0))
+        if bad.size:
+            i = int(bad[0])
+            msg = (
+                f"start={start!r}, end={end!r} and tau={tau!r} make the sigmoid so "
+                f"flat at step {i} of T = {T} that beta_{i} rounds to 0 in float64; "
+                "take a larger tau or a start nearer 0"
+            )
+            raise ValueError(msg)
+        return cls._build(log_ab, log_1m)
 
     # -- derived schedules -------------------------------------------------
 
@@ -713,6 +882,8 @@ class Schedule:
                 f"{kept.min()} to {kept.max()}"
             )
             raise ValueError(msg)
+        # In range, so int64 holds them; np.diff of unsigned ints would wrap.
+        kept = kept.astype(np.int64)
         if (np.diff(kept) <= 0).any():
             msg = f"indices must be strictly increasing (no duplicates); got {kept}"
             raise ValueError(msg)
@@ -739,9 +910,10 @@ class Schedule:
         floor : float
             Positive lower bound for ``"floor"``.
         """
-        if first not in ("next", "floor"):
+        if not isinstance(first, str) or first not in ("next", "floor"):
             msg = f"first must be 'next' or 'floor'; got {first!r}"
             raise ValueError(msg)
+        floor = _check_real("floor", floor)
         if not floor > 0.0:
             msg = f"floor must be positive; got {floor!r}"
             raise ValueError(msg)

@@ -32,7 +32,7 @@ from ._likelihood import (
 )
 from ._parameterisation import _readable_values
 from ._random import standard_normal_like
-from ._schedule import Schedule, _check_steps, as_schedule
+from ._schedule import Schedule, _check_real, _check_steps, as_schedule
 
 Float64Array = NDArray[np.float64]
 
@@ -86,11 +86,13 @@ def sohl_dickstein_betas(
     if T < 2:
         msg = f"T must be at least 2 for the 2015 schedule; got {T}"
         raise ValueError(msg)
+    beta_1 = _check_real("beta_1", beta_1, finite=False)
+    min_beta = _check_real("min_beta", min_beta, finite=False)
     for name, value in (("beta_1", beta_1), ("min_beta", min_beta)):
         if not (0 <= value < 0.5):
             msg = f"{name} must lie in [0, 0.5); got {value!r}"
             raise ValueError(msg)
-    floor = np.full(T, float(min_beta))
+    floor = np.full(T, min_beta)
     floor[0] += beta_1
     baseline = 1.0 / np.linspace(float(T), 2.0, T)
     return floor + baseline * (1.0 - floor - 1e-5)
