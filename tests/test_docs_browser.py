@@ -86,7 +86,10 @@ class _Recorder(socketserver.StreamRequestHandler):
     seen: list[str]
 
     def handle(self) -> None:
-        self.seen.append(self.rfile.readline().decode("latin-1").strip())
+        line = self.rfile.readline().decode("latin-1").strip()
+        # Chromium may open a spare connection and close it unused: no request.
+        if line:
+            self.seen.append(line)
         self.wfile.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
 
 
