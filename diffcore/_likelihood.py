@@ -544,19 +544,6 @@ def reverse_gaussian(output: Any) -> tuple[Array, Array]:
     raise TypeError(msg)
 
 
-def _generator(x: Array, generator: Any) -> Any:
-    """One random stream for a loop: an int seed becomes a generator object."""
-    import array_api_compat as compat
-
-    if not isinstance(generator, int) or isinstance(generator, bool):
-        return generator
-    if compat.is_torch_array(x):
-        import torch
-
-        return torch.Generator(device=x.device).manual_seed(generator)
-    return np.random.default_rng(generator)
-
-
 def _full_steps(xp: Namespace, t: int, x: Array) -> Array:
     import array_api_compat as compat
 

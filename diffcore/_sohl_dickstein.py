@@ -26,12 +26,11 @@ from ._forward import _setup, q_sample
 from ._likelihood import (
     ReverseModel,
     _full_steps,
-    _generator,
     reverse_gaussian,
     vb_term_bpd,
 )
 from ._parameterisation import _readable_values
-from ._random import standard_normal_like
+from ._random import noise_stream
 from ._schedule import Schedule, _check_real, _check_steps, as_schedule
 
 Float64Array = NDArray[np.float64]
@@ -180,12 +179,12 @@ def sohl_dickstein_bound(
     schedule = as_schedule(schedule)
     xp = namespace(x_0=x_0)
     check_floating(xp, "x_0", x_0)
-    rng = _generator(x_0, generator)
+    draw = noise_stream(x_0, generator)
 
     total = None
     for step in range(1, len(schedule)):
         t = _full_steps(xp, step, x_0)
-        x_t = q_sample(schedule, x_0, t, standard_normal_like(x_0, rng))
+        x_t = q_sample(schedule, x_0, t, draw(x_0))
         mean, log_variance = reverse_gaussian(model(x_t, t))
         term = vb_term_bpd(schedule, x_0, x_t, t, mean, log_variance)
         total = term if total is None else total + term

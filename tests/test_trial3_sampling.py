@@ -548,3 +548,40 @@ def test_jax_32_bit_mode_sample_and_bound_give_no_warning() -> None:
         "assert all(d == jnp.int32 for d in seen), seen\n"
     )
     subprocess.run([sys.executable, "-W", "error", "-c", code], check=True)
+
+
+# -- the 2015 bound draws its noise like the other loops --------------------------
+
+
+def _sohl_dickstein_noises(x_0: Any, generator: Any) -> list[np.ndarray]:
+    """The eps of each step of sohl_dickstein_bound (steps 1 to T - 1)."""
+    seen: list[np.ndarray] = []
+
+    def model(x_t: Any, t: Any) -> Any:
+        seen.append(to_numpy(x_t))
+        return 0 * x_t, 0 * x_t
+
+    diffcore.sohl_dickstein_bound(SHORT, model, x_0, generator=generator)
+    x0 = to_numpy(x_0)
+    return [
+        (x_t - SHORT.sqrt_alphas_cumprod[t] * x0)
+        / SHORT.sqrt_one_minus_alphas_cumprod[t]
+        for t, x_t in enumerate(seen, start=1)
+    ]
+
+
+def test_sohl_dickstein_bound_draws_fresh_noise_from_any_seed() -> None:
+    x_0 = np.full((2, 3), -1.0)
+    noises = _sohl_dickstein_noises(x_0, np.int64(4))
+    assert len(noises) == len(SHORT) - 1
+    assert _all_distinct(noises)
+    np.testing.assert_array_equal(noises, _sohl_dickstein_noises(x_0, 4))
+
+
+@pytest.mark.parametrize("make", ["key", "seed"])
+def test_sohl_dickstein_bound_splits_a_jax_key(make: str) -> None:
+    jax = _jax()
+    x_0 = jax.numpy.full((2, 3), -1.0)
+    source = jax.random.key(0) if make == "key" else 3
+    noises = _sohl_dickstein_noises(x_0, source)
+    assert _all_distinct(noises)
