@@ -428,7 +428,8 @@ def prior_bpd(schedule: Schedule, x_0: Array) -> Array:
     xp = namespace(x_0=x_0)
     zeros = xp.zeros_like(mean)
     kl = normal_kl(mean, log_variance, zeros, zeros)
-    return mean_over_dims(xp, upcast(xp, kl)) / _LOG_2
+    bpd = mean_over_dims(xp, upcast(xp, kl)) / _LOG_2
+    return finish(xp, bpd, bpd.dtype)
 
 
 def _check_decoder(decoder: str) -> None:
@@ -544,6 +545,13 @@ def reverse_gaussian(output: Any) -> tuple[Array, Array]:
     raise TypeError(msg)
 
 
+def _check_batch(x_0: Array) -> None:
+    """The bounds' loops give the model one timestep per sample: x_0 needs a batch."""
+    if x_0.ndim == 0:
+        msg = "x_0 must have a batch axis, shape (B, ...); got a 0-d array"
+        raise ValueError(msg)
+
+
 def _full_steps(xp: Namespace, t: int, x: Array) -> Array:
     import array_api_compat as compat
 
@@ -616,6 +624,7 @@ def variational_bound(
     schedule = as_schedule(schedule)
     xp = namespace(x_0=x_0)
     check_floating(xp, "x_0", x_0)
+    _check_batch(x_0)
     draw = noise_stream(x_0, generator)
 
     terms = []

@@ -422,6 +422,7 @@ def p_mean_variance(
         variance, log_variance = spread(xp, large, x_t), spread(xp, log_large, x_t)
     elif values is not None:
         log_value = _learned(schedule, xp, steps, x_t, values, variance_type)
-        variance = finish(xp, xp.exp(log_value), x_t.dtype)
+        with np.errstate(over="ignore"):  # a log variance beyond the dtype: inf
+            variance = finish(xp, xp.exp(log_value), x_t.dtype)
         log_variance = finish(xp, log_value, x_t.dtype)
     return ReverseMeanVariance(mean, variance, log_variance, x_0_hat, eps_hat)

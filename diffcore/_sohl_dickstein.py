@@ -25,6 +25,7 @@ from ._arrays import (
 from ._forward import _setup, q_sample
 from ._likelihood import (
     ReverseModel,
+    _check_batch,
     _full_steps,
     reverse_gaussian,
     vb_term_bpd,
@@ -179,6 +180,7 @@ def sohl_dickstein_bound(
     schedule = as_schedule(schedule)
     xp = namespace(x_0=x_0)
     check_floating(xp, "x_0", x_0)
+    _check_batch(x_0)
     draw = noise_stream(x_0, generator)
 
     total = None

@@ -1,0 +1,52 @@
+"""Edge cases a fresh user's trial found outside the first rounds of fixes."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import diffcore
+
+SCHEDULE = diffcore.Schedule.linear(10)
+
+
+def test_dsm_target_of_a_tiny_sigma_is_finite_and_quiet() -> None:
+    x = np.zeros(3)
+    noise = np.array([1.0, -2.0, 0.5])
+    sigma = 1e-200  # sigma**2 underflows to 0 in float64
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        target = diffcore.dsm_target(x, x + sigma * noise, sigma)
+    # -(x_tilde - x) / sigma^2 = -noise / sigma, which float64 holds
+    np.testing.assert_allclose(target, -noise / sigma, rtol=1e-15)
+
+
+def test_a_huge_learned_log_variance_gives_inf_without_a_warning() -> None:
+    x_t = np.zeros((1, 2))
+    output = np.concatenate([np.zeros((1, 2)), np.full((1, 2), 1000.0)], axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = diffcore.p_mean_variance(
+            SCHEDULE, output, x_t, 3, variance_type="learned"
+        )
+    assert np.isinf(out.variance).all()
+    np.testing.assert_array_equal(out.log_variance, 1000.0)
+
+
+def test_prior_bpd_of_0d_input_is_a_0d_array() -> None:
+    got = diffcore.prior_bpd(SCHEDULE, np.array(0.5))
+    assert isinstance(got, np.ndarray)
+    assert got.shape == ()
+    want = diffcore.prior_bpd(SCHEDULE, np.array([0.5]))[0]
+    assert float(got) == pytest.approx(float(want), rel=1e-15)
+
+
+@pytest.mark.parametrize("bound", ["variational_bound", "sohl_dickstein_bound"])
+def test_bounds_name_x_0_without_a_batch_axis(bound: str) -> None:
+    def model(x_t: object, t: object) -> tuple[object, object]:
+        return x_t, x_t
+
+    with pytest.raises(ValueError, match="x_0 must have a batch axis"):
+        getattr(diffcore, bound)(SCHEDULE, model, np.array(0.5), generator=0)
