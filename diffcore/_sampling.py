@@ -691,12 +691,7 @@ def ddim_step(
     [157.4105, 157.4105]
     """
     check_choice("final_alpha_cumprod", final_alpha_cumprod, FINAL_ALPHAS)
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)):
-        msg = f"eta must be a float in [0, 1]; got {eta!r}"
-        raise TypeError(msg)
-    if not 0.0 <= eta <= 1.0:
-        msg = f"eta must lie in [0, 1]; got {eta!r}"
-        raise ValueError(msg)
+    _check_eta(eta)
     if eta > 0.0 and noise is None:
         msg = f"noise is needed when eta > 0; got eta = {eta} and noise = None"
         raise ValueError(msg)
@@ -915,17 +910,21 @@ def _noise_source(generator: Any, count: int) -> Callable[[int, Array], Array]:
     return lambda i, x: standard_normal_like(x, generator)
 
 
-def _check_options(
-    method: str, eta: Any, progress: Any, variance_type: str, final_alpha: Any
-) -> None:
-    """Refuse a bad option of :func:`sample`, or one its method would ignore."""
-    check_choice("final_alpha_cumprod", final_alpha, FINAL_ALPHAS)
+def _check_eta(eta: Any) -> None:
     if isinstance(eta, bool) or not isinstance(eta, (int, float)):
         msg = f"eta must be a float in [0, 1]; got {eta!r}"
         raise TypeError(msg)
     if not 0.0 <= eta <= 1.0:
         msg = f"eta must lie in [0, 1]; got {eta!r}"
         raise ValueError(msg)
+
+
+def _check_options(
+    method: str, eta: Any, progress: Any, variance_type: str, final_alpha: Any
+) -> None:
+    """Refuse a bad option of :func:`sample`, or one its method would ignore."""
+    check_choice("final_alpha_cumprod", final_alpha, FINAL_ALPHAS)
+    _check_eta(eta)
     if progress is not None and not callable(progress):
         msg = f"progress must be None or callable as progress(i, t, x); got {progress}"
         raise TypeError(msg)

@@ -64,21 +64,28 @@ def _langevin_noises(x: Any, generator: Any) -> list[np.ndarray]:
     return [b - a for a, b in itertools.pairwise(states)]
 
 
-def _bound_noises(x_0: Any, generator: Any) -> list[np.ndarray]:
-    """The eps of each step of variational_bound, from the x_t it draws."""
+def _loop_noises(
+    bound: Any, x_0: Any, generator: Any, first: int = 0
+) -> list[np.ndarray]:
+    """The eps of each step of a bound's loop (from step ``first``), from its x_t."""
     seen: list[np.ndarray] = []
 
     def model(x_t: Any, t: Any) -> Any:
         seen.append(to_numpy(x_t))
         return 0 * x_t, 0 * x_t
 
-    diffcore.variational_bound(SHORT, model, x_0, generator=generator)
+    bound(SHORT, model, x_0, generator=generator)
     x0 = to_numpy(x_0)
     return [
         (x_t - SHORT.sqrt_alphas_cumprod[t] * x0)
         / SHORT.sqrt_one_minus_alphas_cumprod[t]
-        for t, x_t in enumerate(seen)
+        for t, x_t in enumerate(seen, start=first)
     ]
+
+
+def _bound_noises(x_0: Any, generator: Any) -> list[np.ndarray]:
+    """The eps of each step of variational_bound."""
+    return _loop_noises(diffcore.variational_bound, x_0, generator)
 
 
 def _all_distinct(noises: list[np.ndarray]) -> bool:
@@ -555,19 +562,7 @@ def test_jax_32_bit_mode_sample_and_bound_give_no_warning() -> None:
 
 def _sohl_dickstein_noises(x_0: Any, generator: Any) -> list[np.ndarray]:
     """The eps of each step of sohl_dickstein_bound (steps 1 to T - 1)."""
-    seen: list[np.ndarray] = []
-
-    def model(x_t: Any, t: Any) -> Any:
-        seen.append(to_numpy(x_t))
-        return 0 * x_t, 0 * x_t
-
-    diffcore.sohl_dickstein_bound(SHORT, model, x_0, generator=generator)
-    x0 = to_numpy(x_0)
-    return [
-        (x_t - SHORT.sqrt_alphas_cumprod[t] * x0)
-        / SHORT.sqrt_one_minus_alphas_cumprod[t]
-        for t, x_t in enumerate(seen, start=1)
-    ]
+    return _loop_noises(diffcore.sohl_dickstein_bound, x_0, generator, first=1)
 
 
 def test_sohl_dickstein_bound_draws_fresh_noise_from_any_seed() -> None:
