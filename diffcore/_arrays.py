@@ -16,6 +16,7 @@ Everything here runs once per public call.  The rules it enforces are listed in
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -306,7 +307,7 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
         value = operator.index(t)
         if not 0 <= value < size:
             raise ValueError(_range_message(name, size, value, value))
-        return Steps(np.asarray(value, dtype=np.int64), value, None, 0)
+        return _int_steps(value)
     if isinstance(t, float):
         msg = f"{name} must be an integer timestep; got the float {t!r}"
         raise TypeError(msg)
@@ -330,6 +331,18 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
         # samples) is read on the host and placed like x.
         return _host_steps(xp, np.asarray(t), size, x, name)
     return _library_steps(xp, t, size, x, name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _int_steps(value: int) -> Steps:
+    """The Steps of an int timestep (checked by the caller), shared between calls.
+
+    They never change: the index is the int itself and the host copy is
+    read-only.
+    """
+    host = np.asarray(value, dtype=np.int64)
+    host.flags.writeable = False
+    return Steps(host, value, None, 0)
 
 
 def _library_steps(xp: Namespace, t: Array, size: int, x: Array, name: str) -> Steps:
