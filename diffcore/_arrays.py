@@ -334,15 +334,16 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
 
 
 @functools.lru_cache(maxsize=4096)
-def _int_steps(value: int) -> Steps:
-    """The Steps of an int timestep (checked by the caller), shared between calls.
+def _int_steps(value: int, ndim: int = 0) -> Steps:
+    """The Steps of one timestep (checked by the caller), shared between calls.
 
-    They never change: the index is the int itself and the host copy is
-    read-only.
+    ``ndim`` is 0 for an int or a 0-d array, 1 for an array of shape (1,).
+    They never change: the index is the int itself (gathers give Python
+    floats) and the host copy is read-only.
     """
-    host = np.asarray(value, dtype=np.int64)
+    host = np.full((1,) * ndim, value, dtype=np.int64)
     host.flags.writeable = False
-    return Steps(host, value, None, 0)
+    return Steps(host, value, None, ndim)
 
 
 def _library_steps(xp: Namespace, t: Array, size: int, x: Array, name: str) -> Steps:
@@ -352,9 +353,11 @@ def _library_steps(xp: Namespace, t: Array, size: int, x: Array, name: str) -> S
     _check_shape(name, ndim, t.shape, x)
     host = backend_for(t).host(t)
     if host is not None:
+        single = _check_range(name, host, size)
+        if single is not None:
+            return _int_steps(single, ndim)
         if host.dtype != np.int64:
             host = host.astype(np.int64)
-        single = _check_range(name, host, size)
         return Steps(
             host, single, None, ndim, lambda: _to_device_of(xp, _int64(xp, t), x, name)
         )
