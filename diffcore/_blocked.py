@@ -54,9 +54,10 @@ _pool_lock = threading.Lock()
 _local = threading.local()
 
 
-# TODO(#7): 1.9-2.1 copies at 16 MiB in benchmarks/run.py (target 2.0; 1.7-1.9
-# timed alone); three ufunc passes per block, as NumPy has no fused
-# multiply-add, and one thread alone measures 2.7.
+# TODO(#7): 1.9-2.0 copies at 16 MiB in benchmarks/run.py (target 2.0; 1.5-1.6
+# timed back to back, as the copy's own time depends on what ran before);
+# three ufunc passes per block, as NumPy has no fused multiply-add, and one
+# thread alone measures 2.7.
 def linear(
     terms: Terms, out: np.ndarray[Any, Any], count: int = 1
 ) -> np.ndarray[Any, Any]:
