@@ -1,4 +1,4 @@
-"""Bad input and random streams of the samplers, found by a fresh-user trial.
+"""Bad input and random streams of the samplers.
 
 Seeds and JAX keys give fresh noise at every step; the options of
 ``sample``, ``dpmpp_2m_step``'s ``previous``, the noise levels of

@@ -1,4 +1,4 @@
-"""Edge cases a fresh user's trial found outside the first rounds of fixes."""
+"""Edge cases of the bounds, NCSN targets and learned variances."""
 
 from __future__ import annotations
 

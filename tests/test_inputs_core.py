@@ -1,4 +1,4 @@
-"""Edge cases a fresh user met: wide floats, empty and 0-d arrays, odd inputs."""
+"""Edge cases of the core: wide floats, empty and 0-d arrays, odd inputs."""
 
 from __future__ import annotations
 

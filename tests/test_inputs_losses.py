@@ -1,7 +1,7 @@
 """Bad input and edge cases of the losses, the bound and the reference models.
 
-Cases a fresh user met in a trial: each gets a clear error naming the
-argument, or a finite answer checked against a high-precision reference.
+Each case gets a clear error naming the argument, or a finite answer checked
+against a high-precision reference.
 """
 
 from __future__ import annotations
