@@ -7,8 +7,11 @@ PIP := $(BIN)/python -m pip install --quiet -c requirements/constraints.txt
 .PHONY: demo docs chromium test lint typecheck pytest clean
 
 $(BIN)/python:
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { \
-		echo "diffcore needs Python 3.10 or newer; $(PYTHON) is older" \
+	@command -v $(PYTHON) >/dev/null 2>&1 || { \
+		echo "$(PYTHON) was not found (pick another: make PYTHON=python3.11 ...)"; \
+		exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+		echo "diffcore needs Python 3.11 or newer; $(PYTHON) is older" \
 			"(pick another: make PYTHON=python3.11 ...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -38,7 +41,7 @@ docs: $(VENV)/.docs
 # Installing it needs root (CI runs as root); without root the browser test
 # skips, saying why.
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
 		if [ "$$(id -u)" = 0 ]; then \
 			apt-get update -qq && \
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
