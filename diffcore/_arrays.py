@@ -156,7 +156,11 @@ def check_floating(xp: Namespace, name: str, x: Array) -> None:
 
 def _sample_dtype_rule(xp: Namespace, dtype: Any) -> str:
     """The rule a sample dtype breaks, or "" when samples may have it."""
-    if not xp.isdtype(dtype, "real floating"):
+    try:
+        floating = xp.isdtype(dtype, "real floating")
+    except TypeError:  # a dtype its library's isdtype does not know (ml_dtypes)
+        return "a real floating dtype of the array API standard"
+    if not floating:
         return "a real floating dtype"
     if xp.finfo(dtype).bits < 16:
         # float8 formats store, but libraries do not compute in them.

@@ -190,3 +190,11 @@ def test_range_errors_name_the_first_bad_entry(
     array = xp.asarray(np.asarray(values), dtype=xp.float64)
     with pytest.raises(ValueError, match=match):
         call(array)
+
+
+@pytest.mark.parametrize("name", ["float8_e4m3fn", "bfloat16", "int4"])
+def test_numpy_arrays_of_ml_dtypes_are_refused_by_name(name: str) -> None:
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="ml_dtypes is not installed")
+    x = np.zeros((2, 3), dtype=getattr(ml_dtypes, name))
+    with pytest.raises(TypeError, match=f"x_0 must have a real floating dtype.*{name}"):
+        diffcore.q_sample(diffcore.Schedule.linear(10), x, np.array([1, 2]), x)

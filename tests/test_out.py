@@ -391,3 +391,21 @@ def test_large_out_in_another_layout_holds_the_allocating_result(order: str) -> 
     diffcore.q_sample(SCHEDULE, x_0, t, noise, out=out)
 
     np.testing.assert_array_equal(out, diffcore.q_sample(SCHEDULE, x_0, t, noise))
+
+
+@pytest.mark.parametrize("step", ["q_sample", "ddpm_step", "ddim_step"])
+def test_torch_out_whose_elements_share_memory_is_named(step: str) -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    x = torch.ones(4, 3, 5, dtype=torch.float64)
+    out = torch.zeros(1, dtype=torch.float64).expand(4, 3, 5)
+    calls = {
+        "q_sample": lambda: diffcore.q_sample(SCHEDULE, x, 3, x, out=out),
+        "ddpm_step": lambda: diffcore.ddpm_step(SCHEDULE, x, x, 3, x, out=out),
+        "ddim_step": lambda: diffcore.ddim_step(SCHEDULE, x, x, 3, 1, out=out),
+    }
+    with pytest.raises(ValueError, match="out must have one memory location per"):
+        calls[step]()
+    # strided views without shared elements stay fine
+    wide = torch.zeros(4, 3, 10, dtype=torch.float64)[..., ::2]
+    want = diffcore.q_sample(SCHEDULE, x, 3, x)
+    torch.testing.assert_close(diffcore.q_sample(SCHEDULE, x, 3, x, out=wide), want)

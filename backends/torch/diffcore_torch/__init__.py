@@ -92,6 +92,7 @@ class TorchBackend(Backend):
         (coef, first), rest = terms[0], terms[1:]
         if out is not None:
             _check_out(terms, out)
+            _check_distinct(out)
             if (
                 work != dtype
                 or torch.compiler.is_compiling()
@@ -182,6 +183,20 @@ def _check_out(terms: Terms, out: torch.Tensor) -> None:
             "out is not differentiable (drop out=, or run under torch.no_grad())"
         )
         raise ValueError(msg)
+
+
+def _check_distinct(out: torch.Tensor) -> None:
+    """Refuse an out whose elements share memory (an expanded view)."""
+    if out.is_contiguous():
+        return
+    for size, stride in zip(out.shape, out.stride(), strict=True):
+        if size > 1 and stride == 0:
+            msg = (
+                "out must have one memory location per element; got a view "
+                f"with strides {tuple(out.stride())} for shape {tuple(out.shape)} "
+                "(an expanded or broadcast tensor)"
+            )
+            raise ValueError(msg)
 
 
 # TODO(#7): two passes (2.2-2.4 copies at 16 MiB, target 1.6); eager torch has
