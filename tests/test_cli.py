@@ -427,3 +427,87 @@ def test_schedule_plot_probe_leaves_no_file_behind(tmp_path: Path) -> None:
 
     assert_one_line_error(result)
     assert list(tmp_path.iterdir()) == []
+
+
+# -- images deeper than 8 bits: scaled by their depth or range, never clipped --
+
+
+def test_a_16_bit_gradient_spans_the_whole_data_range(tmp_path: Path) -> None:
+    from diffcore._cli._images import load_image
+
+    path = tmp_path / "ramp16.png"
+    ramp = np.linspace(0, 65535, 64).round().astype(np.uint16)
+    Image.fromarray(np.tile(ramp, (32, 1))).save(path)
+    x_0 = load_image(path, max_side=64).x_0
+
+    assert x_0.shape == (3, 32, 64)
+    assert x_0.min() == pytest.approx(-1.0) and x_0.max() == pytest.approx(1.0)
+    assert float(np.mean(x_0 == 1.0)) < 0.05
+    assert x_0[0, 0, 32] == pytest.approx(ramp[32] / 65535 * 2 - 1, abs=1e-6)
+
+
+def test_a_float_tiff_in_the_unit_interval_keeps_its_grey_levels(
+    tmp_path: Path,
+) -> None:
+    from diffcore._cli._images import load_image
+
+    path = tmp_path / "ramp.tif"
+    ramp = np.linspace(0.0, 1.0, 48, dtype=np.float32)
+    Image.fromarray(np.tile(ramp, (16, 1))).save(path)
+    x_0 = load_image(path, max_side=48).x_0
+
+    assert np.unique(x_0).size == 48
+    np.testing.assert_allclose(x_0[1, 5], ramp * 2 - 1, atol=1e-6)
+
+
+def test_a_32_bit_image_above_16_bits_is_scaled_by_its_maximum(
+    tmp_path: Path,
+) -> None:
+    from diffcore._cli._images import load_image
+
+    path = tmp_path / "wide.tif"
+    Image.fromarray(
+        np.tile(np.arange(0, 400_000, 10_000, dtype=np.int32), (8, 1))
+    ).save(path)
+    x_0 = load_image(path, max_side=40).x_0
+
+    assert x_0.min() == -1.0 and x_0.max() == 1.0
+    assert float(np.mean(x_0 == 1.0)) < 0.05
+
+
+def test_a_flat_16_bit_image_is_refused_with_its_real_value(tmp_path: Path) -> None:
+    image = tmp_path / "flat16.png"
+    Image.fromarray(np.full((30, 40), 40000, dtype=np.uint16)).save(image)
+    result = run("demo", "--image", str(image), "--out", str(tmp_path / "o"), *SMALL)
+
+    assert_one_line_error(result)
+    assert (
+        "'--image'" in result.stderr and "every pixel value is 40000" in result.stderr
+    )
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_flat_float_image_outside_the_unit_interval_is_refused(
+    tmp_path: Path,
+) -> None:
+    image = tmp_path / "flat.tif"
+    Image.fromarray(np.full((30, 40), 3.25, dtype=np.float32)).save(image)
+    result = run("demo", "--image", str(image), "--out", str(tmp_path / "o"), *SMALL)
+
+    assert_one_line_error(result)
+    assert "every pixel value is 3.25" in result.stderr
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_float_image_with_nan_or_inf_is_a_usage_error(
+    tmp_path: Path, bad: float
+) -> None:
+    image = tmp_path / "bad.tif"
+    pixels = np.tile(np.linspace(0.0, 1.0, 40, dtype=np.float32), (30, 1))
+    pixels[3, 4] = bad
+    Image.fromarray(pixels).save(image)
+    result = run("demo", "--image", str(image), "--out", str(tmp_path / "o"), *SMALL)
+
+    assert_one_line_error(result)
+    assert "'--image'" in result.stderr and "NaN or infinite" in result.stderr
+    assert not (tmp_path / "o").exists()

@@ -24,7 +24,7 @@ from .._posterior import q_posterior_mean_variance
 from .._schedule import Schedule
 from ._errors import InputError
 from ._figures import plot_schedules, plot_strips
-from ._images import load_image, sample_photo
+from ._images import Photo, load_image, sample_photo
 from ._schedules import DEMO_SCHEDULES, MAX_STEPS, build
 
 Pixels = NDArray[np.float32]
@@ -323,8 +323,9 @@ def demo(
     started = time.perf_counter()
     lib = library(backend)
     source = image if image is not None else sample_photo()
-    x_0 = load_image(source, max_side)
-    _check_contrast(source, x_0)
+    photo = load_image(source, max_side)
+    _check_contrast(source, photo)
+    x_0 = photo.x_0
     _make_folder(out)
     click.echo(
         f"image: {source} -> {x_0.shape[2]} x {x_0.shape[1]} pixels, "
@@ -342,11 +343,11 @@ def demo(
         click.get_current_context().exit(1)
 
 
-def _check_contrast(source: Path, x_0: Pixels) -> None:
+def _check_contrast(source: Path, photo: Photo) -> None:
     """Refuse an image of one flat colour: no slope of x_t on x_0 can be fitted."""
-    if float(np.ptp(x_0)) > 0.0:
+    if float(np.ptp(photo.x_0)) > 0.0:
         return
-    level = round((float(x_0.flat[0]) + 1.0) * 127.5)
+    level = photo.stored_value(float(photo.x_0.flat[0]))
     msg = (
         f"the image {source} has no variation (every pixel value is {level}); "
         "the demo fits x_t against x_0 and needs an image with some contrast"
