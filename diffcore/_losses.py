@@ -258,6 +258,13 @@ def diffusion_loss(
     array, shape (B,)
         The loss per sample, in the compute dtype.
 
+    Raises
+    ------
+    ValueError
+        Where the weight is infinite at a timestep read on the host (``"vlb"``
+        with eps prediction where alpha_bar_t = 0); timesteps on a device, as
+        under jit, are not read and give inf or NaN there.
+
     Examples
     --------
     >>> import numpy as np, diffcore
@@ -287,8 +294,37 @@ def diffusion_loss(
         name,
         lambda: _weights(schedule, weighting, prediction_type, gamma, variance_type),
     )
+    _check_finite_weight(schedule, name, steps.host, weighting, prediction_type)
     weight = gather(schedule, name, steps, xp, error)
     return finish(xp, weight * error, error.dtype)
+
+
+def _check_finite_weight(
+    schedule: Schedule,
+    name: str,
+    host: NDArray[np.int64] | None,
+    weighting: str,
+    prediction_type: str,
+) -> None:
+    """The weight must be finite at timesteps read on the host (else inf or NaN).
+
+    The eps weight of ``"vlb"`` is infinite where alpha_bar_t = 0 (the last
+    step of a zero-terminal-SNR schedule); timesteps on a device (under jit)
+    are not read, and give inf or NaN there.
+    """
+    if host is None:
+        return
+    weight = schedule._table(name)[host]
+    infinite = np.isinf(weight)
+    if not infinite.any():
+        return
+    bad = sorted(set(host[infinite].tolist()))
+    msg = (
+        f"weighting={weighting!r} with prediction_type={prediction_type!r} has an "
+        f"infinite weight at t = {bad} (alpha_bar_t = 0, zero terminal SNR); "
+        "predict 'v' or 'sample' (x_0) there, whose weights are finite"
+    )
+    raise ValueError(msg)
 
 
 def _check_size(name: str, value: Any) -> int:

@@ -410,3 +410,19 @@ def test_reference_checks_name_a_table_of_the_wrong_length() -> None:
             s.posterior_mean_coef_x0,
             s.posterior_mean_coef_xt[1:],
         )
+
+
+# Infinite loss weights, empty samples and extreme log variances
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("t", [9, [3, 9]])
+def test_vlb_eps_loss_refuses_a_step_of_infinite_weight(library: str, t: Any) -> None:
+    xp = np if library == "numpy" else pytest.importorskip("torch")
+    s = Schedule.linear(10).rescale_zero_terminal_snr()
+    x_0, noise = xp.ones((2, 3)), xp.zeros((2, 3))
+    steps = t if isinstance(t, int) else xp.asarray(t)
+    match = r"weighting='vlb' with prediction_type='epsilon' .* at t = \[9\]"
+    for prediction in (xp.zeros((2, 3)), noise):  # a perfect prediction too
+        with pytest.raises(ValueError, match=match):
+            diffcore.diffusion_loss(s, prediction, x_0, steps, noise, weighting="vlb")
