@@ -392,6 +392,16 @@ def mean_over_dims(xp: Namespace, values: Array) -> Array:
     return xp.mean(values, axis=tuple(range(1, values.ndim)))
 
 
+def check_values_per_sample(x_0: Array) -> None:
+    """x_0 needs a value per sample to average over: no axis after the first is 0."""
+    if any(size == 0 for size in x_0.shape[1:]):
+        msg = (
+            "x_0 must have at least one value per sample to average over; "
+            f"got shape {tuple(x_0.shape)}"
+        )
+        raise ValueError(msg)
+
+
 def prior_bpd(schedule: Schedule, x_0: Array) -> Array:
     """The prior term L_T = KL(q(x_T | x_0) || N(0, I)) in bits per dimension.
 
@@ -425,6 +435,7 @@ def prior_bpd(schedule: Schedule, x_0: Array) -> Array:
     """
     schedule = as_schedule(schedule)
     mean, _, log_variance = q_mean_variance(schedule, x_0, len(schedule) - 1)
+    check_values_per_sample(x_0)
     xp = namespace(x_0=x_0)
     zeros = xp.zeros_like(mean)
     kl = normal_kl(mean, log_variance, zeros, zeros)
@@ -491,6 +502,7 @@ def vb_term_bpd(
         model_mean=model_mean,
         model_log_variance=model_log_variance,
     )
+    check_values_per_sample(x_0)
     true_mean, _, true_log_variance = q_posterior_mean_variance(schedule, x_0, x_t, t)
     kl = mean_over_dims(
         xp,
@@ -546,10 +558,11 @@ def reverse_gaussian(output: Any) -> tuple[Array, Array]:
 
 
 def _check_batch(x_0: Array) -> None:
-    """The bounds' loops give the model one timestep per sample: x_0 needs a batch."""
+    """x_0 needs a batch axis (one timestep per sample) and values to average."""
     if x_0.ndim == 0:
         msg = "x_0 must have a batch axis, shape (B, ...); got a 0-d array"
         raise ValueError(msg)
+    check_values_per_sample(x_0)
 
 
 def _full_steps(xp: Namespace, t: int, x: Array) -> Array:

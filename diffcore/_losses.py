@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from ._arrays import Array, _check_range, finish, gather, upcast
 from ._forward import _setup
-from ._likelihood import mean_over_dims
+from ._likelihood import check_values_per_sample, mean_over_dims
 from ._parameterisation import velocity
 from ._random import check_seed
 from ._reverse import PREDICTION_TYPES, check_choice
@@ -278,12 +278,7 @@ def diffusion_loss(
     schedule, xp, steps = _setup(
         schedule, t, "x_0", x_0, noise=noise, prediction=prediction
     )
-    if any(size == 0 for size in x_0.shape[1:]):
-        msg = (
-            "x_0 must have at least one value per sample to average the "
-            f"squared error over; got shape {tuple(x_0.shape)}"
-        )
-        raise ValueError(msg)
+    check_values_per_sample(x_0)
     target = training_target(schedule, x_0, t, noise, prediction_type)
     error = mean_over_dims(xp, (upcast(xp, prediction) - upcast(xp, target)) ** 2)
     # The table is kept by the schedule, so its host, rounded and device

@@ -426,3 +426,24 @@ def test_vlb_eps_loss_refuses_a_step_of_infinite_weight(library: str, t: Any) ->
     for prediction in (xp.zeros((2, 3)), noise):  # a perfect prediction too
         with pytest.raises(ValueError, match=match):
             diffcore.diffusion_loss(s, prediction, x_0, steps, noise, weighting="vlb")
+
+
+def _bound_model(x_t: Any, t: Any) -> tuple[Any, Any]:
+    return np.zeros_like(x_t), np.zeros_like(x_t)
+
+
+@pytest.mark.parametrize(
+    "bound",
+    [
+        lambda s, x: diffcore.prior_bpd(s, x),
+        lambda s, x: diffcore.vb_term_bpd(s, x, x, 3, x, x),
+        lambda s, x: diffcore.vb_term_bpd(s, x, x, np.array([0, 3]), x, x),
+        lambda s, x: diffcore.variational_bound(s, _bound_model, x, generator=0),
+        lambda s, x: diffcore.sohl_dickstein_bound(s, _bound_model, x, generator=0),
+        lambda s, x: diffcore.diffusion_loss(s, x, x, 5, x),
+    ],
+)
+def test_bounds_refuse_samples_with_no_values(bound: Any) -> None:
+    match = r"x_0 must have at least one value per sample .*; got shape \(2, 0\)"
+    with pytest.raises(ValueError, match=match):
+        bound(Schedule.linear(10), np.zeros((2, 0)))
