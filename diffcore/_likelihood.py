@@ -81,7 +81,9 @@ def normal_kl(
         Real floating arrays of one library whose shapes broadcast together
         (ValueError naming the first that does not).  Variances enter through
         their logs, so they are positive by construction; a NaN log variance
-        gives NaN.  The variance term exp(d) - 1 - d, d = log(s1^2 / s2^2),
+        gives NaN, and so do equal infinite ones (inf - inf: the divergence
+        is undefined).  Any other infinite log variance gives inf, and so
+        does a divergence beyond the dtype, without warnings.  The variance term exp(d) - 1 - d, d = log(s1^2 / s2^2),
         keeps full relative accuracy when the variances nearly agree.
 
     Returns
@@ -114,8 +116,13 @@ def normal_kl(
     m1, lv1, m2, lv2 = (upcast(xp, a) for a in arrays.values())
 
     # log(s2 / s1) + s1 / s2 - 1 = exp(d) - 1 - d with d = log(s1 / s2),
-    # formed without cancelling when the variances nearly agree
-    kl = 0.5 * (_exp_minus_linear(xp, lv1 - lv2) + (m1 - m2) ** 2 * xp.exp(-lv2))
+    # formed without cancelling when the variances nearly agree; a divergence
+    # beyond the dtype overflows to inf, without NumPy's warnings
+    with np.errstate(over="ignore", invalid="ignore"):
+        squared = (m1 - m2) ** 2
+        # equal means add 0, also where s2 = 0 (their term is not 0 * inf)
+        mean_term = xp.where(squared == 0, squared, squared * xp.exp(-lv2))
+        kl = 0.5 * (_exp_minus_linear(xp, lv1 - lv2) + mean_term)
     dtype = xp.result_type(*(a.dtype for a in arrays.values()))
     return finish(xp, kl, dtype)
 
@@ -147,7 +154,9 @@ def _exp_minus_linear(xp: Namespace, d: Array) -> Array:
     for coefficient in reversed(_EXP_SERIES[: terms - 1]):
         series = series * near + coefficient
     small = xp.abs(d) < _SMALL_LOG_RATIO
-    return xp.where(small, near * near * series, xp.expm1(d) - d)
+    # d = inf gives inf - (largest float) = inf, not inf - inf
+    large = xp.expm1(d) - xp.clip(d, max=float(xp.finfo(d.dtype).max))
+    return xp.where(small, near * near * series, large)
 
 
 def log_erfc(xp: Namespace, u: Array) -> Array:

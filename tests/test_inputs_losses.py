@@ -447,3 +447,40 @@ def test_bounds_refuse_samples_with_no_values(bound: Any) -> None:
     match = r"x_0 must have at least one value per sample .*; got shape \(2, 0\)"
     with pytest.raises(ValueError, match=match):
         bound(Schedule.linear(10), np.zeros((2, 0)))
+
+
+_INF = float("inf")
+
+
+@pytest.mark.parametrize("library", ["numpy", "array_api_strict", "torch"])
+@pytest.mark.parametrize(
+    ("mean_2", "log_variance_1", "log_variance_2", "expected"),
+    [
+        (0.0, 800.0, 0.0, _INF),  # exp(800) overflows float64
+        (1.0, 0.0, -800.0, _INF),
+        (0.0, _INF, 0.0, _INF),
+        (0.0, 0.0, -_INF, _INF),  # equal means, a point-mass target
+        (1.0, 0.0, -_INF, _INF),
+        (0.0, 0.0, _INF, _INF),
+        (0.0, -_INF, 0.0, _INF),
+        (0.0, -_INF, -_INF, float("nan")),  # inf - inf: undefined, documented
+        (0.0, _INF, _INF, float("nan")),
+    ],
+)
+def test_normal_kl_of_extreme_log_variances_is_inf_without_warnings(
+    library: str,
+    mean_2: float,
+    log_variance_1: float,
+    log_variance_2: float,
+    expected: float,
+) -> None:
+    xp = pytest.importorskip(library)
+    args = (0.0, log_variance_1, mean_2, log_variance_2)
+    kl = diffcore.normal_kl(*(xp.asarray([v], dtype=xp.float64) for v in args))
+    np.testing.assert_array_equal(np.asarray([float(kl[0])]), [expected])
+
+
+def test_normal_kl_overflows_float32_to_inf() -> None:
+    zero, big = np.zeros(1, np.float32), np.full(1, 100.0, np.float32)
+    kl = diffcore.normal_kl(zero, big, zero, zero)
+    assert kl.dtype == np.float32 and kl.tolist() == [_INF]
