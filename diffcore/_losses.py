@@ -152,17 +152,22 @@ def _check_weighting(
     check_choice("weighting", weighting, _WEIGHTINGS)
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
     check_choice("variance_type", variance_type, _VARIANCES)
-    value = math.nan
-    if isinstance(gamma, (int, float, np.integer, np.floating)) and not isinstance(
-        gamma, bool
-    ):
-        try:
-            value = float(gamma)
-        except OverflowError:  # an int beyond float64
-            value = math.inf
+    msg = f"gamma must be a positive finite number; got {gamma!r}"
+    if not _is_real(gamma):
+        raise TypeError(msg)
+    try:
+        value = float(gamma)
+    except OverflowError:  # an int beyond float64
+        value = math.inf
     if not (value > 0 and math.isfinite(value)):
-        msg = f"gamma must be a positive finite number; got {gamma!r}"
         raise ValueError(msg)
+
+
+def _is_real(value: Any) -> bool:
+    """A Python or NumPy real scalar, not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not (
+        isinstance(value, (bool, np.bool_))
+    )
 
 
 def _weights(
@@ -469,8 +474,10 @@ class LossHistorySampler(UniformSampler):
     def __init__(self, T: int, history: int = 10, uniform_share: float = 1e-3) -> None:
         super().__init__(T)
         self.history = _check_size("history", history)
-        if not (isinstance(uniform_share, (int, float)) and 0 < uniform_share <= 1):
-            msg = f"uniform_share must lie in (0, 1]; got {uniform_share!r}"
+        msg = f"uniform_share must be a real number in (0, 1]; got {uniform_share!r}"
+        if not _is_real(uniform_share):
+            raise TypeError(msg)
+        if not 0 < uniform_share <= 1:
             raise ValueError(msg)
         self.uniform_share = float(uniform_share)
         self._losses = np.zeros((self.T, self.history))

@@ -124,8 +124,10 @@ class GaussianMixture:
         ``generator`` is a ``numpy.random.Generator``, an int seed in
         [0, 2**63) or None.
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            msg = f"n must be a positive int; got {n!r}"
+        msg = f"n must be a positive int; got {n!r}"
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+            raise TypeError(msg)
+        if n < 1:
             raise ValueError(msg)
         generator = check_seed("generator", generator)
         rng = np.random.default_rng(generator)

@@ -156,7 +156,7 @@ def test_min_snr_gamma_takes_numpy_scalars(gamma: Any) -> None:
 
 @pytest.mark.parametrize("gamma", [True, np.bool_(True), "5"])
 def test_min_snr_gamma_refuses_bools_and_strings(gamma: Any) -> None:
-    with pytest.raises(ValueError, match="gamma must be a positive finite number"):
+    with pytest.raises(TypeError, match="gamma must be a positive finite number"):
         diffcore.loss_weights(Schedule.linear(10), "min_snr", gamma=gamma)
 
 
@@ -484,3 +484,47 @@ def test_normal_kl_overflows_float32_to_inf() -> None:
     zero, big = np.zeros(1, np.float32), np.full(1, 100.0, np.float32)
     kl = diffcore.normal_kl(zero, big, zero, zero)
     assert kl.dtype == np.float32 and kl.tolist() == [_INF]
+
+
+# Types and values of scalar options
+
+
+@pytest.mark.parametrize("share", [np.float32(0.5), np.float64(0.5), np.int64(1), 1])
+def test_loss_history_takes_numpy_real_uniform_shares(share: Any) -> None:
+    sampler = diffcore.LossHistorySampler(10, uniform_share=share)
+    assert sampler.uniform_share == float(share)
+
+
+@pytest.mark.parametrize(
+    ("share", "error"),
+    [
+        (True, TypeError),
+        (np.bool_(True), TypeError),
+        ("x", TypeError),
+        (0, ValueError),
+        (np.float32(1.5), ValueError),
+        (np.nan, ValueError),
+    ],
+)
+def test_loss_history_refuses_a_bad_uniform_share(
+    share: Any, error: type[Exception]
+) -> None:
+    match = r"uniform_share must be a real number in \(0, 1\]; got "
+    with pytest.raises(error, match=match):
+        diffcore.LossHistorySampler(10, uniform_share=share)
+
+
+def test_min_snr_gamma_refuses_a_tensor_with_a_type_error() -> None:
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"gamma must be .*; got tensor\(5\.\)"):
+        diffcore.loss_weights(Schedule.linear(10), "min_snr", gamma=torch.tensor(5.0))
+
+
+@pytest.mark.parametrize(
+    ("n", "error"),
+    [(2.0, TypeError), (True, TypeError), ("2", TypeError), (0, ValueError)],
+)
+def test_mixture_sample_refuses_a_bad_count(n: Any, error: type[Exception]) -> None:
+    mix = GaussianMixture([[-1.0], [1.0]], [1.0, 1.0])
+    with pytest.raises(error, match=f"n must be a positive int; got {n!r}"):
+        mix.sample(n)
