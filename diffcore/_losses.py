@@ -351,13 +351,19 @@ def _rng(rng: Any) -> Any:
     raise TypeError(msg)
 
 
-def _host_values(values: Any) -> np.ndarray[Any, Any]:
+def _host_values(name: str, values: Any) -> np.ndarray[Any, Any]:
     """Values of any library as NumPy, off any autograd graph; floats as float64.
 
     Torch tensors are recognised by duck typing (no import of torch): a loss
-    that requires grad, or is bfloat16, is detached and read on the host.
+    that requires grad, or is bfloat16, is detached and read on the host, and
+    so is each tensor of a list.  Meta tensors hold no values to read.
     """
+    if isinstance(values, (list, tuple)):
+        return np.asarray([_host_values(name, v) for v in values])
     if hasattr(values, "detach") and hasattr(values, "is_floating_point"):
+        if getattr(values, "is_meta", False):
+            msg = f"{name} must hold values to read; got a tensor on the meta device"
+            raise ValueError(msg)
         values = values.detach().cpu()
         if values.is_floating_point():
             values = values.double()
@@ -496,16 +502,17 @@ class LossHistorySampler(UniformSampler):
         t : array_like of int, shape (B,)
             Integers in [0, T), of any library.
         losses : array_like of float, shape (B,)
-            Finite real numbers, of any library; a torch tensor that
-            requires grad is detached, and every dtype is read as float64.
+            Finite real numbers, of any library, or a list of them; a torch
+            tensor that requires grad is detached, a meta tensor refused
+            (ValueError), and every dtype is read as float64.
 
         Raises
         ------
         TypeError, ValueError
             For bad t or losses, before anything is recorded.
         """
-        steps = _host_values(t).reshape(-1)
-        values = _host_values(losses).reshape(-1)
+        steps = _host_values("t", t).reshape(-1)
+        values = _host_values("losses", losses).reshape(-1)
         _check_update(steps, values, self.T)
 
         for step, value in zip(steps.tolist(), values.tolist(), strict=True):

@@ -528,3 +528,23 @@ def test_mixture_sample_refuses_a_bad_count(n: Any, error: type[Exception]) -> N
     mix = GaussianMixture([[-1.0], [1.0]], [1.0, 1.0])
     with pytest.raises(error, match=f"n must be a positive int; got {n!r}"):
         mix.sample(n)
+
+
+def test_loss_history_reads_lists_of_tensors_with_grad() -> None:
+    torch = pytest.importorskip("torch")
+    sampler = diffcore.LossHistorySampler(4, history=1)
+    losses = [torch.tensor(1.0, requires_grad=True), torch.tensor(2.0)]
+    sampler.update([torch.tensor(0), torch.tensor(1)], losses)
+    np.testing.assert_array_equal(sampler._losses[:2, 0], [1.0, 2.0])
+    with pytest.raises(TypeError, match="t must hold integers; got float64"):
+        sampler.update([torch.tensor(1.0)], [torch.tensor(1.0)])
+
+
+@pytest.mark.parametrize("argument", ["t", "losses"])
+def test_loss_history_refuses_meta_tensors(argument: str) -> None:
+    torch = pytest.importorskip("torch")
+    values = {"t": torch.tensor([0, 1]), "losses": torch.tensor([1.0, 2.0])}
+    values[argument] = values[argument].to("meta")
+    match = f"{argument} must hold values to read; got a tensor on the meta device"
+    with pytest.raises(ValueError, match=match):
+        diffcore.LossHistorySampler(4).update(values["t"], values["losses"])
