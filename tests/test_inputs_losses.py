@@ -548,3 +548,45 @@ def test_loss_history_refuses_meta_tensors(argument: str) -> None:
     match = f"{argument} must hold values to read; got a tensor on the meta device"
     with pytest.raises(ValueError, match=match):
         diffcore.LossHistorySampler(4).update(values["t"], values["losses"])
+
+
+# diffcore.testing
+
+
+def test_timesteps_strategy_takes_a_numpy_integer_batch() -> None:
+    s = Schedule.linear(10)
+
+    @given(testing.timesteps(s, np.int8(2)))
+    @settings(max_examples=5)
+    def draws(t: Any) -> None:
+        assert t.shape == (2,) and t.dtype == np.int64
+
+    draws()
+
+
+@pytest.mark.parametrize(
+    ("betas", "match"),
+    [
+        ([0.5, 2.0], r"betas\[1\] = 2\.0"),
+        ([np.nan], r"betas\[0\] = nan"),
+        ([0.1, np.inf], r"betas\[1\] = inf"),
+        (np.zeros(10), r"betas\[0\] = 0\.0"),
+        ([0.1, -0.1], r"betas\[1\] = -0\.1"),
+    ],
+)
+def test_reference_checks_refuse_betas_outside_0_1(betas: Any, match: str) -> None:
+    match = r"betas must lie in \(0, 1\]; got " + match
+    s = Schedule.linear(len(betas))
+    with pytest.raises(ValueError, match=match):
+        testing.compose_steps(betas)
+    with pytest.raises(ValueError, match=match):
+        testing.assert_closed_form_matches_chain(
+            betas, s.sqrt_alphas_cumprod, s.sqrt_one_minus_alphas_cumprod
+        )
+    with pytest.raises(ValueError, match=match):
+        testing.assert_posterior_matches_bayes(
+            betas,
+            s.posterior_variance,
+            s.posterior_mean_coef_x0,
+            s.posterior_mean_coef_xt,
+        )
