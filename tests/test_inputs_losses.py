@@ -590,3 +590,22 @@ def test_reference_checks_refuse_betas_outside_0_1(betas: Any, match: str) -> No
             s.posterior_mean_coef_x0,
             s.posterior_mean_coef_xt,
         )
+
+
+@pytest.mark.parametrize(
+    ("library", "dtype", "big"),
+    [
+        ("numpy", "float64", 1e200),
+        ("numpy", "float32", 1e30),
+        ("torch", "float64", 1e200),
+    ],
+)
+def test_mixture_log_prob_of_huge_samples_is_minus_inf(
+    library: str, dtype: str, big: float
+) -> None:
+    xp = pytest.importorskip(library)
+    s = Schedule.linear(10)
+    mix = GaussianMixture([[-1.0], [1.0]], [1.0, 1.0])
+    x_t = xp.asarray([[big], [1.0]], dtype=getattr(xp, dtype))
+    log_q = np.asarray(mix.log_prob(s, x_t, 0).tolist())
+    assert log_q[0] == -np.inf and np.isfinite(log_q[1])
