@@ -83,8 +83,9 @@ def normal_kl(
         their logs, so they are positive by construction; a NaN log variance
         gives NaN, and so do equal infinite ones (inf - inf: the divergence
         is undefined).  Any other infinite log variance gives inf, and so
-        does a divergence beyond the dtype, without warnings.  The variance term exp(d) - 1 - d, d = log(s1^2 / s2^2),
-        keeps full relative accuracy when the variances nearly agree.
+        does a divergence beyond the dtype, without warnings.  The variance
+        term exp(d) - 1 - d, d = log(s1^2 / s2^2), keeps full relative
+        accuracy when the variances nearly agree.
 
     Returns
     -------
