@@ -81,8 +81,11 @@ def normal_kl(
         Real floating arrays of one library whose shapes broadcast together
         (ValueError naming the first that does not).  Variances enter through
         their logs, so they are positive by construction; a NaN log variance
-        gives NaN.  The variance term exp(d) - 1 - d, d = log(s1^2 / s2^2),
-        keeps full relative accuracy when the variances nearly agree.
+        gives NaN, and so do equal infinite ones (inf - inf: the divergence
+        is undefined).  Any other infinite log variance gives inf, and so
+        does a divergence beyond the dtype, without warnings.  The variance
+        term exp(d) - 1 - d, d = log(s1^2 / s2^2), keeps full relative
+        accuracy when the variances nearly agree.
 
     Returns
     -------
@@ -114,8 +117,13 @@ def normal_kl(
     m1, lv1, m2, lv2 = (upcast(xp, a) for a in arrays.values())
 
     # log(s2 / s1) + s1 / s2 - 1 = exp(d) - 1 - d with d = log(s1 / s2),
-    # formed without cancelling when the variances nearly agree
-    kl = 0.5 * (_exp_minus_linear(xp, lv1 - lv2) + (m1 - m2) ** 2 * xp.exp(-lv2))
+    # formed without cancelling when the variances nearly agree; a divergence
+    # beyond the dtype overflows to inf, without NumPy's warnings
+    with np.errstate(over="ignore", invalid="ignore"):
+        squared = (m1 - m2) ** 2
+        # equal means add 0, also where s2 = 0 (their term is not 0 * inf)
+        mean_term = xp.where(squared == 0, squared, squared * xp.exp(-lv2))
+        kl = 0.5 * (_exp_minus_linear(xp, lv1 - lv2) + mean_term)
     dtype = xp.result_type(*(a.dtype for a in arrays.values()))
     return finish(xp, kl, dtype)
 
@@ -147,7 +155,9 @@ def _exp_minus_linear(xp: Namespace, d: Array) -> Array:
     for coefficient in reversed(_EXP_SERIES[: terms - 1]):
         series = series * near + coefficient
     small = xp.abs(d) < _SMALL_LOG_RATIO
-    return xp.where(small, near * near * series, xp.expm1(d) - d)
+    # d = inf gives inf - (largest float) = inf, not inf - inf
+    large = xp.expm1(d) - xp.clip(d, max=float(xp.finfo(d.dtype).max))
+    return xp.where(small, near * near * series, large)
 
 
 def log_erfc(xp: Namespace, u: Array) -> Array:
@@ -392,6 +402,16 @@ def mean_over_dims(xp: Namespace, values: Array) -> Array:
     return xp.mean(values, axis=tuple(range(1, values.ndim)))
 
 
+def check_values_per_sample(x_0: Array) -> None:
+    """x_0 needs a value per sample to average over: no axis after the first is 0."""
+    if any(size == 0 for size in x_0.shape[1:]):
+        msg = (
+            "x_0 must have at least one value per sample to average over; "
+            f"got shape {tuple(x_0.shape)}"
+        )
+        raise ValueError(msg)
+
+
 def prior_bpd(schedule: Schedule, x_0: Array) -> Array:
     """The prior term L_T = KL(q(x_T | x_0) || N(0, I)) in bits per dimension.
 
@@ -425,6 +445,7 @@ def prior_bpd(schedule: Schedule, x_0: Array) -> Array:
     """
     schedule = as_schedule(schedule)
     mean, _, log_variance = q_mean_variance(schedule, x_0, len(schedule) - 1)
+    check_values_per_sample(x_0)
     xp = namespace(x_0=x_0)
     zeros = xp.zeros_like(mean)
     kl = normal_kl(mean, log_variance, zeros, zeros)
@@ -491,6 +512,7 @@ def vb_term_bpd(
         model_mean=model_mean,
         model_log_variance=model_log_variance,
     )
+    check_values_per_sample(x_0)
     true_mean, _, true_log_variance = q_posterior_mean_variance(schedule, x_0, x_t, t)
     kl = mean_over_dims(
         xp,
@@ -546,10 +568,11 @@ def reverse_gaussian(output: Any) -> tuple[Array, Array]:
 
 
 def _check_batch(x_0: Array) -> None:
-    """The bounds' loops give the model one timestep per sample: x_0 needs a batch."""
+    """x_0 needs a batch axis (one timestep per sample) and values to average."""
     if x_0.ndim == 0:
         msg = "x_0 must have a batch axis, shape (B, ...); got a 0-d array"
         raise ValueError(msg)
+    check_values_per_sample(x_0)
 
 
 def _full_steps(xp: Namespace, t: int, x: Array) -> Array:

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from ._arrays import Array, _check_range, finish, gather, upcast
 from ._forward import _setup
-from ._likelihood import mean_over_dims
+from ._likelihood import check_values_per_sample, mean_over_dims
 from ._parameterisation import velocity
 from ._random import check_seed
 from ._reverse import PREDICTION_TYPES, check_choice
@@ -152,17 +152,22 @@ def _check_weighting(
     check_choice("weighting", weighting, _WEIGHTINGS)
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
     check_choice("variance_type", variance_type, _VARIANCES)
-    value = math.nan
-    if isinstance(gamma, (int, float, np.integer, np.floating)) and not isinstance(
-        gamma, bool
-    ):
-        try:
-            value = float(gamma)
-        except OverflowError:  # an int beyond float64
-            value = math.inf
+    msg = f"gamma must be a positive finite number; got {gamma!r}"
+    if not _is_real(gamma):
+        raise TypeError(msg)
+    try:
+        value = float(gamma)
+    except OverflowError:  # an int beyond float64
+        value = math.inf
     if not (value > 0 and math.isfinite(value)):
-        msg = f"gamma must be a positive finite number; got {gamma!r}"
         raise ValueError(msg)
+
+
+def _is_real(value: Any) -> bool:
+    """A Python or NumPy real scalar, not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not (
+        isinstance(value, (bool, np.bool_))
+    )
 
 
 def _weights(
@@ -258,6 +263,13 @@ def diffusion_loss(
     array, shape (B,)
         The loss per sample, in the compute dtype.
 
+    Raises
+    ------
+    ValueError
+        Where the weight is infinite at a timestep read on the host (``"vlb"``
+        with eps prediction where alpha_bar_t = 0); timesteps on a device, as
+        under jit, are not read and give inf or NaN there.
+
     Examples
     --------
     >>> import numpy as np, diffcore
@@ -271,12 +283,7 @@ def diffusion_loss(
     schedule, xp, steps = _setup(
         schedule, t, "x_0", x_0, noise=noise, prediction=prediction
     )
-    if any(size == 0 for size in x_0.shape[1:]):
-        msg = (
-            "x_0 must have at least one value per sample to average the "
-            f"squared error over; got shape {tuple(x_0.shape)}"
-        )
-        raise ValueError(msg)
+    check_values_per_sample(x_0)
     target = training_target(schedule, x_0, t, noise, prediction_type)
     error = mean_over_dims(xp, (upcast(xp, prediction) - upcast(xp, target)) ** 2)
     # The table is kept by the schedule, so its host, rounded and device
@@ -287,8 +294,37 @@ def diffusion_loss(
         name,
         lambda: _weights(schedule, weighting, prediction_type, gamma, variance_type),
     )
+    _check_finite_weight(schedule, name, steps.host, weighting, prediction_type)
     weight = gather(schedule, name, steps, xp, error)
     return finish(xp, weight * error, error.dtype)
+
+
+def _check_finite_weight(
+    schedule: Schedule,
+    name: str,
+    host: NDArray[np.int64] | None,
+    weighting: str,
+    prediction_type: str,
+) -> None:
+    """The weight must be finite at timesteps read on the host (else inf or NaN).
+
+    The eps weight of ``"vlb"`` is infinite where alpha_bar_t = 0 (the last
+    step of a zero-terminal-SNR schedule); timesteps on a device (under jit)
+    are not read, and give inf or NaN there.
+    """
+    if host is None:
+        return
+    weight = schedule._table(name)[host]
+    infinite = np.isinf(weight)
+    if not infinite.any():
+        return
+    bad = sorted(set(host[infinite].tolist()))
+    msg = (
+        f"weighting={weighting!r} with prediction_type={prediction_type!r} has an "
+        f"infinite weight at t = {bad} (alpha_bar_t = 0, zero terminal SNR); "
+        "predict 'v' or 'sample' (x_0) there, whose weights are finite"
+    )
+    raise ValueError(msg)
 
 
 def _check_size(name: str, value: Any) -> int:
@@ -315,13 +351,19 @@ def _rng(rng: Any) -> Any:
     raise TypeError(msg)
 
 
-def _host_values(values: Any) -> np.ndarray[Any, Any]:
+def _host_values(name: str, values: Any) -> np.ndarray[Any, Any]:
     """Values of any library as NumPy, off any autograd graph; floats as float64.
 
     Torch tensors are recognised by duck typing (no import of torch): a loss
-    that requires grad, or is bfloat16, is detached and read on the host.
+    that requires grad, or is bfloat16, is detached and read on the host, and
+    so is each tensor of a list.  Meta tensors hold no values to read.
     """
+    if isinstance(values, (list, tuple)):
+        return np.asarray([_host_values(name, v) for v in values])
     if hasattr(values, "detach") and hasattr(values, "is_floating_point"):
+        if getattr(values, "is_meta", False):
+            msg = f"{name} must hold values to read; got a tensor on the meta device"
+            raise ValueError(msg)
         values = values.detach().cpu()
         if values.is_floating_point():
             values = values.double()
@@ -438,8 +480,10 @@ class LossHistorySampler(UniformSampler):
     def __init__(self, T: int, history: int = 10, uniform_share: float = 1e-3) -> None:
         super().__init__(T)
         self.history = _check_size("history", history)
-        if not (isinstance(uniform_share, (int, float)) and 0 < uniform_share <= 1):
-            msg = f"uniform_share must lie in (0, 1]; got {uniform_share!r}"
+        msg = f"uniform_share must be a real number in (0, 1]; got {uniform_share!r}"
+        if not _is_real(uniform_share):
+            raise TypeError(msg)
+        if not 0 < uniform_share <= 1:
             raise ValueError(msg)
         self.uniform_share = float(uniform_share)
         self._losses = np.zeros((self.T, self.history))
@@ -458,16 +502,17 @@ class LossHistorySampler(UniformSampler):
         t : array_like of int, shape (B,)
             Integers in [0, T), of any library.
         losses : array_like of float, shape (B,)
-            Finite real numbers, of any library; a torch tensor that
-            requires grad is detached, and every dtype is read as float64.
+            Finite real numbers, of any library, or a list of them; a torch
+            tensor that requires grad is detached, a meta tensor refused
+            (ValueError), and every dtype is read as float64.
 
         Raises
         ------
         TypeError, ValueError
             For bad t or losses, before anything is recorded.
         """
-        steps = _host_values(t).reshape(-1)
-        values = _host_values(losses).reshape(-1)
+        steps = _host_values("t", t).reshape(-1)
+        values = _host_values("losses", losses).reshape(-1)
         _check_update(steps, values, self.T)
 
         for step, value in zip(steps.tolist(), values.tolist(), strict=True):

@@ -124,8 +124,10 @@ class GaussianMixture:
         ``generator`` is a ``numpy.random.Generator``, an int seed in
         [0, 2**63) or None.
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            msg = f"n must be a positive int; got {n!r}"
+        msg = f"n must be a positive int; got {n!r}"
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+            raise TypeError(msg)
+        if n < 1:
             raise ValueError(msg)
         generator = check_seed("generator", generator)
         rng = np.random.default_rng(generator)
@@ -162,15 +164,19 @@ class GaussianMixture:
         variances = a * a * put(self.stds[None, :, None] ** 2) + noise_var
         residual = xp.reshape(x, (batch, 1, self.dim)) - a * means
 
-        # log w_k + log N(x_t; a mu_k, v_k I), then a max-shifted logsumexp
-        sq = xp.sum(residual * residual / variances, axis=2)
-        log_var = xp.log(variances[..., 0])
-        logits = put(np.log(self.weights)) - 0.5 * (
-            sq + self.dim * (log_var + math.log(2.0 * math.pi))
-        )
-        top = xp.max(logits, axis=1, keepdims=True)
-        log_q = xp.log(xp.sum(xp.exp(logits - top), axis=1, keepdims=True)) + top
-        resp = xp.exp(logits - log_q)
+        # log w_k + log N(x_t; a mu_k, v_k I), then a max-shifted logsumexp.
+        # Where |x_t|^2 overflows, every logit is -inf: log q(x_t) is -inf
+        # (the shift is 0 there), the responsibilities NaN, without warnings.
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            sq = xp.sum(residual * residual / variances, axis=2)
+            log_var = xp.log(variances[..., 0])
+            logits = put(np.log(self.weights)) - 0.5 * (
+                sq + self.dim * (log_var + math.log(2.0 * math.pi))
+            )
+            top = xp.max(logits, axis=1, keepdims=True)
+            top = xp.where(top > -math.inf, top, xp.zeros_like(top))
+            log_q = xp.log(xp.sum(xp.exp(logits - top), axis=1, keepdims=True)) + top
+            resp = xp.exp(logits - log_q)
         return xp, a, residual, variances, resp, log_q
 
     def denoise(self, schedule: Schedule, x_t: Array, t: Any) -> Array:
@@ -241,6 +247,8 @@ class GaussianMixture:
         Returns
         -------
         array, shape (B,), x_t's dtype
+            -inf where |x_t|^2 overflows the compute dtype (there
+            :meth:`denoise`, :meth:`score` and :meth:`eps` give NaN).
         """
         xp, *_, log_q = self._components(schedule, x_t, t)
         return _finish(xp, log_q[:, 0], x_t.dtype)

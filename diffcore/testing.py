@@ -139,7 +139,8 @@ def timesteps(schedule: Schedule, batch: int | None = None) -> st.SearchStrategy
     T = len(schedule)
     if batch is None:
         return st.integers(0, T - 1)
-    return st.lists(st.integers(0, T - 1), min_size=batch, max_size=batch).map(
+    size = int(batch)  # Hypothesis takes only Python ints
+    return st.lists(st.integers(0, T - 1), min_size=size, max_size=size).map(
         lambda v: np.asarray(v, dtype=np.int64)
     )
 
@@ -149,9 +150,10 @@ def compose_steps(betas: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.flo
 
     Iterates m_t = sqrt(1 - beta_t) m_{t-1} and v_t = (1 - beta_t) v_{t-1} +
     beta_t from m = 1, v = 0: the definition of the chain, independent of any
-    closed form.
+    closed form.  ``betas`` must be a 1-d array of values in (0, 1] (ValueError
+    naming the first that is not).
     """
-    b = np.asarray(betas, dtype=np.float64)
+    b = _check_betas(betas)
     mean = np.empty_like(b)
     variance = np.empty_like(b)
     m, v = 1.0, 0.0
@@ -235,12 +237,23 @@ def _check_rtol(rtol: Any) -> None:
         raise ValueError(msg)
 
 
-def _tables(betas: ArrayLike, **tables: ArrayLike) -> list[NDArray[np.float64]]:
-    """betas and the tables to check, as float64 arrays of one 1-d shape."""
+def _check_betas(betas: ArrayLike) -> NDArray[np.float64]:
+    """betas as a float64 array (T,) of values in (0, 1]."""
     b = np.asarray(betas, dtype=np.float64)
     if b.ndim != 1:
         msg = f"betas must be a 1-d array (T,); got shape {b.shape}"
         raise ValueError(msg)
+    bad = np.flatnonzero(~((b > 0.0) & (b <= 1.0)))
+    if bad.size:
+        i = int(bad[0])
+        msg = f"betas must lie in (0, 1]; got betas[{i}] = {float(b[i])!r}"
+        raise ValueError(msg)
+    return b
+
+
+def _tables(betas: ArrayLike, **tables: ArrayLike) -> list[NDArray[np.float64]]:
+    """betas and the tables to check, as float64 arrays of one 1-d shape."""
+    b = _check_betas(betas)
     arrays = [b]
     for name, table in tables.items():
         array = np.asarray(table, dtype=np.float64)

@@ -156,7 +156,7 @@ def test_min_snr_gamma_takes_numpy_scalars(gamma: Any) -> None:
 
 @pytest.mark.parametrize("gamma", [True, np.bool_(True), "5"])
 def test_min_snr_gamma_refuses_bools_and_strings(gamma: Any) -> None:
-    with pytest.raises(ValueError, match="gamma must be a positive finite number"):
+    with pytest.raises(TypeError, match="gamma must be a positive finite number"):
         diffcore.loss_weights(Schedule.linear(10), "min_snr", gamma=gamma)
 
 
@@ -410,3 +410,202 @@ def test_reference_checks_name_a_table_of_the_wrong_length() -> None:
             s.posterior_mean_coef_x0,
             s.posterior_mean_coef_xt[1:],
         )
+
+
+# Infinite loss weights, empty samples and extreme log variances
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("t", [9, [3, 9]])
+def test_vlb_eps_loss_refuses_a_step_of_infinite_weight(library: str, t: Any) -> None:
+    xp = np if library == "numpy" else pytest.importorskip("torch")
+    s = Schedule.linear(10).rescale_zero_terminal_snr()
+    x_0, noise = xp.ones((2, 3)), xp.zeros((2, 3))
+    steps = t if isinstance(t, int) else xp.asarray(t)
+    match = r"weighting='vlb' with prediction_type='epsilon' .* at t = \[9\]"
+    for prediction in (xp.zeros((2, 3)), noise):  # a perfect prediction too
+        with pytest.raises(ValueError, match=match):
+            diffcore.diffusion_loss(s, prediction, x_0, steps, noise, weighting="vlb")
+
+
+def _bound_model(x_t: Any, t: Any) -> tuple[Any, Any]:
+    return np.zeros_like(x_t), np.zeros_like(x_t)
+
+
+@pytest.mark.parametrize(
+    "bound",
+    [
+        lambda s, x: diffcore.prior_bpd(s, x),
+        lambda s, x: diffcore.vb_term_bpd(s, x, x, 3, x, x),
+        lambda s, x: diffcore.vb_term_bpd(s, x, x, np.array([0, 3]), x, x),
+        lambda s, x: diffcore.variational_bound(s, _bound_model, x, generator=0),
+        lambda s, x: diffcore.sohl_dickstein_bound(s, _bound_model, x, generator=0),
+        lambda s, x: diffcore.diffusion_loss(s, x, x, 5, x),
+    ],
+)
+def test_bounds_refuse_samples_with_no_values(bound: Any) -> None:
+    match = r"x_0 must have at least one value per sample .*; got shape \(2, 0\)"
+    with pytest.raises(ValueError, match=match):
+        bound(Schedule.linear(10), np.zeros((2, 0)))
+
+
+_INF = float("inf")
+
+
+@pytest.mark.parametrize("library", ["numpy", "array_api_strict", "torch"])
+@pytest.mark.parametrize(
+    ("mean_2", "log_variance_1", "log_variance_2", "expected"),
+    [
+        (0.0, 800.0, 0.0, _INF),  # exp(800) overflows float64
+        (1.0, 0.0, -800.0, _INF),
+        (0.0, _INF, 0.0, _INF),
+        (0.0, 0.0, -_INF, _INF),  # equal means, a point-mass target
+        (1.0, 0.0, -_INF, _INF),
+        (0.0, 0.0, _INF, _INF),
+        (0.0, -_INF, 0.0, _INF),
+        (0.0, -_INF, -_INF, float("nan")),  # inf - inf: undefined, documented
+        (0.0, _INF, _INF, float("nan")),
+    ],
+)
+def test_normal_kl_of_extreme_log_variances_is_inf_without_warnings(
+    library: str,
+    mean_2: float,
+    log_variance_1: float,
+    log_variance_2: float,
+    expected: float,
+) -> None:
+    xp = pytest.importorskip(library)
+    args = (0.0, log_variance_1, mean_2, log_variance_2)
+    kl = diffcore.normal_kl(*(xp.asarray([v], dtype=xp.float64) for v in args))
+    np.testing.assert_array_equal(np.asarray([float(kl[0])]), [expected])
+
+
+def test_normal_kl_overflows_float32_to_inf() -> None:
+    zero, big = np.zeros(1, np.float32), np.full(1, 100.0, np.float32)
+    kl = diffcore.normal_kl(zero, big, zero, zero)
+    assert kl.dtype == np.float32 and kl.tolist() == [_INF]
+
+
+# Types and values of scalar options
+
+
+@pytest.mark.parametrize("share", [np.float32(0.5), np.float64(0.5), np.int64(1), 1])
+def test_loss_history_takes_numpy_real_uniform_shares(share: Any) -> None:
+    sampler = diffcore.LossHistorySampler(10, uniform_share=share)
+    assert sampler.uniform_share == float(share)
+
+
+@pytest.mark.parametrize(
+    ("share", "error"),
+    [
+        (True, TypeError),
+        (np.bool_(True), TypeError),
+        ("x", TypeError),
+        (0, ValueError),
+        (np.float32(1.5), ValueError),
+        (np.nan, ValueError),
+    ],
+)
+def test_loss_history_refuses_a_bad_uniform_share(
+    share: Any, error: type[Exception]
+) -> None:
+    match = r"uniform_share must be a real number in \(0, 1\]; got "
+    with pytest.raises(error, match=match):
+        diffcore.LossHistorySampler(10, uniform_share=share)
+
+
+def test_min_snr_gamma_refuses_a_tensor_with_a_type_error() -> None:
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"gamma must be .*; got tensor\(5\.\)"):
+        diffcore.loss_weights(Schedule.linear(10), "min_snr", gamma=torch.tensor(5.0))
+
+
+@pytest.mark.parametrize(
+    ("n", "error"),
+    [(2.0, TypeError), (True, TypeError), ("2", TypeError), (0, ValueError)],
+)
+def test_mixture_sample_refuses_a_bad_count(n: Any, error: type[Exception]) -> None:
+    mix = GaussianMixture([[-1.0], [1.0]], [1.0, 1.0])
+    with pytest.raises(error, match=f"n must be a positive int; got {n!r}"):
+        mix.sample(n)
+
+
+def test_loss_history_reads_lists_of_tensors_with_grad() -> None:
+    torch = pytest.importorskip("torch")
+    sampler = diffcore.LossHistorySampler(4, history=1)
+    losses = [torch.tensor(1.0, requires_grad=True), torch.tensor(2.0)]
+    sampler.update([torch.tensor(0), torch.tensor(1)], losses)
+    np.testing.assert_array_equal(sampler._losses[:2, 0], [1.0, 2.0])
+    with pytest.raises(TypeError, match="t must hold integers; got float64"):
+        sampler.update([torch.tensor(1.0)], [torch.tensor(1.0)])
+
+
+@pytest.mark.parametrize("argument", ["t", "losses"])
+def test_loss_history_refuses_meta_tensors(argument: str) -> None:
+    torch = pytest.importorskip("torch")
+    values = {"t": torch.tensor([0, 1]), "losses": torch.tensor([1.0, 2.0])}
+    values[argument] = values[argument].to("meta")
+    match = f"{argument} must hold values to read; got a tensor on the meta device"
+    with pytest.raises(ValueError, match=match):
+        diffcore.LossHistorySampler(4).update(values["t"], values["losses"])
+
+
+# diffcore.testing
+
+
+def test_timesteps_strategy_takes_a_numpy_integer_batch() -> None:
+    s = Schedule.linear(10)
+
+    @given(testing.timesteps(s, np.int8(2)))
+    @settings(max_examples=5)
+    def draws(t: Any) -> None:
+        assert t.shape == (2,) and t.dtype == np.int64
+
+    draws()
+
+
+@pytest.mark.parametrize(
+    ("betas", "match"),
+    [
+        ([0.5, 2.0], r"betas\[1\] = 2\.0"),
+        ([np.nan], r"betas\[0\] = nan"),
+        ([0.1, np.inf], r"betas\[1\] = inf"),
+        (np.zeros(10), r"betas\[0\] = 0\.0"),
+        ([0.1, -0.1], r"betas\[1\] = -0\.1"),
+    ],
+)
+def test_reference_checks_refuse_betas_outside_0_1(betas: Any, match: str) -> None:
+    match = r"betas must lie in \(0, 1\]; got " + match
+    s = Schedule.linear(len(betas))
+    with pytest.raises(ValueError, match=match):
+        testing.compose_steps(betas)
+    with pytest.raises(ValueError, match=match):
+        testing.assert_closed_form_matches_chain(
+            betas, s.sqrt_alphas_cumprod, s.sqrt_one_minus_alphas_cumprod
+        )
+    with pytest.raises(ValueError, match=match):
+        testing.assert_posterior_matches_bayes(
+            betas,
+            s.posterior_variance,
+            s.posterior_mean_coef_x0,
+            s.posterior_mean_coef_xt,
+        )
+
+
+@pytest.mark.parametrize(
+    ("library", "dtype", "big"),
+    [
+        ("numpy", "float64", 1e200),
+        ("numpy", "float32", 1e30),
+        ("torch", "float64", 1e200),
+    ],
+)
+def test_mixture_log_prob_of_huge_samples_is_minus_inf(
+    library: str, dtype: str, big: float
+) -> None:
+    xp = pytest.importorskip(library)
+    s = Schedule.linear(10)
+    mix = GaussianMixture([[-1.0], [1.0]], [1.0, 1.0])
+    x_t = xp.asarray([[big], [1.0]], dtype=getattr(xp, dtype))
+    log_q = np.asarray(mix.log_prob(s, x_t, 0).tolist())
+    assert log_q[0] == -np.inf and np.isfinite(log_q[1])
