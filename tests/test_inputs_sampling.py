@@ -580,3 +580,50 @@ def test_sohl_dickstein_bound_splits_a_jax_key(make: str) -> None:
     source = jax.random.key(0) if make == "key" else 3
     noises = _sohl_dickstein_noises(x_0, source)
     assert _all_distinct(noises)
+
+
+# -- NCSN levels that the samples' compute dtype cannot hold -----------------------
+
+
+@pytest.mark.parametrize(
+    ("dtype", "sigma", "to"),
+    [
+        (np.float32, 1e-46, "0"),
+        (np.float32, 1e-200, "0"),
+        (np.float32, 1e300, "inf"),
+        (np.float16, 1e-46, "0"),
+        (np.float32, np.array([1.0, 1e-46]), "0"),
+    ],
+)
+@pytest.mark.parametrize("function", ["perturb", "dsm_target", "dsm_loss"])
+def test_ncsn_sigma_that_rounds_to_zero_or_inf_is_refused(
+    function: str, dtype: Any, sigma: Any, to: str
+) -> None:
+    x = np.zeros((2, 3), dtype)
+    call = {
+        "perturb": lambda: diffcore.perturb(x, sigma, x),
+        "dsm_target": lambda: diffcore.dsm_target(x, x, sigma),
+        "dsm_loss": lambda: diffcore.dsm_loss(x, x, x, sigma),
+    }[function]
+    name = "sigma" if np.ndim(sigma) == 0 else r"sigma\[1\]"
+    wanted = "float32" if dtype == np.float16 else np.dtype(dtype).name
+    with pytest.raises(
+        ValueError, match=rf"sigma must be representable in {wanted}.*{name} = .*{to}"
+    ):
+        call()
+
+
+def test_ncsn_sigma_that_rounds_to_zero_in_torch_is_refused() -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    x = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="sigma must be representable in float32"):
+        diffcore.dsm_target(x, x, 1e-46)
+
+
+def test_ncsn_results_too_large_for_the_dtype_are_inf_without_a_warning() -> None:
+    x32, x64 = np.zeros((2, 3), np.float32), np.zeros((2, 3))
+    assert np.all(diffcore.dsm_target(x32, x32 + 1, 1e-40) == -np.inf)
+    assert np.all(diffcore.dsm_target(x64, x64 + 1, 1e-200) == -np.inf)
+    assert np.all(diffcore.dsm_loss(x64, x64, x64 + 1, 1e-200) == np.inf)
+    x16 = np.zeros(2, np.float16)
+    assert np.all(diffcore.perturb(x16, 1e10, np.ones_like(x16)) == np.inf)
