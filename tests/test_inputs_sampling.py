@@ -627,3 +627,37 @@ def test_ncsn_results_too_large_for_the_dtype_are_inf_without_a_warning() -> Non
     assert np.all(diffcore.dsm_loss(x64, x64, x64 + 1, 1e-200) == np.inf)
     x16 = np.zeros(2, np.float16)
     assert np.all(diffcore.perturb(x16, 1e10, np.ones_like(x16)) == np.inf)
+
+
+# -- empty timesteps, NumPy etas, bool levels ---------------------------------------
+
+
+def test_sample_refuses_an_empty_list_of_timesteps_as_empty() -> None:
+    x = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="timesteps must be a non-empty 1-d array"):
+        diffcore.sample(SHORT, lambda x, t: 0 * x, x, [], method="ddim")
+
+
+@pytest.mark.parametrize("eta", [np.float32(0.5), np.float16(1.0), np.int64(1)])
+def test_eta_may_be_a_numpy_real_scalar(eta: Any) -> None:
+    x, noise = np.zeros((2, 3)), np.ones((2, 3))
+    out = diffcore.sample(SHORT, lambda x, t: 0 * x, x, method="ddim", eta=eta)
+    assert out.shape == x.shape
+    step = diffcore.ddim_step(SHORT, 0 * x, x, 3, 2, eta=eta, noise=noise)
+    same = diffcore.ddim_step(SHORT, 0 * x, x, 3, 2, eta=float(eta), noise=noise)
+    np.testing.assert_array_equal(step.x_prev, same.x_prev)
+
+
+@pytest.mark.parametrize("eta", [True, np.bool_(True), np.bool_(False)])
+def test_eta_may_not_be_a_bool(eta: Any) -> None:
+    x = np.zeros((2, 3))
+    with pytest.raises(TypeError, match="eta must be a float in"):
+        diffcore.sample(SHORT, lambda x, t: 0 * x, x, method="ddim", eta=eta)
+    with pytest.raises(TypeError, match="eta must be a float in"):
+        diffcore.ddim_step(SHORT, 0 * x, x, 3, 2, eta=eta, noise=x)
+
+
+@pytest.mark.parametrize("sigmas", [[True], np.array([True, False]), True])
+def test_timesteps_for_sigmas_refuses_bools(sigmas: Any) -> None:
+    with pytest.raises(TypeError, match="sigmas must be real noise levels, not bools"):
+        diffcore.timesteps_for_sigmas(LINEAR, sigmas)
