@@ -34,7 +34,7 @@ from ._arrays import (
 from ._backends import backend_for
 from ._forward import _setup
 from ._parameterisation import _x_0_from_eps
-from ._random import check_seed, standard_normal_like
+from ._random import check_jax_key, check_seed, is_seed, standard_normal_like
 from ._reverse import (
     PREDICTION_TYPES,
     VARIANCE_TYPES,
@@ -899,9 +899,16 @@ def _check_sampler_timesteps(values: Any, size: int, method: str) -> NDArray[np.
     return steps
 
 
-def _noise_source(generator: Any, count: int) -> Callable[[int, Array], Array]:
+def _noise_source(
+    generator: Any, count: int, x: Array
+) -> Callable[[int, Array], Array]:
     """Noise for step i: per-step seeds or keys, or one generator object."""
     generator = check_seed("generator", generator)
+    if compat.is_jax_array(x) and generator is None:
+        # JAX has no global random state: a step that draws is refused.
+        return lambda i, x: check_jax_key("generator", None)
+    if compat.is_jax_array(x) and not is_seed(generator):
+        generator = check_jax_key("generator", generator)
     if isinstance(generator, int):
         seeds = np.random.SeedSequence(generator).generate_state(max(count, 1))
         return lambda i, x: standard_normal_like(x, int(seeds[i]))
@@ -1043,7 +1050,7 @@ def sample(
     steps = _check_sampler_timesteps(timesteps, len(schedule), method)
     dynamic_threshold = _check_processing(clip_denoised, dynamic_threshold)
     _, xp, _ = _setup(schedule, 0, "x_T", x_T)
-    draw = _noise_source(generator, len(steps))
+    draw = _noise_source(generator, len(steps), x_T)
     noisy = method == "ddpm" or eta > 0
     first = draw(0, x_T) if noisy else None
     estimates: dict[str, Any] = {

@@ -661,3 +661,62 @@ def test_eta_may_not_be_a_bool(eta: Any) -> None:
 def test_timesteps_for_sigmas_refuses_bools(sigmas: Any) -> None:
     with pytest.raises(TypeError, match="sigmas must be real noise levels, not bools"):
         diffcore.timesteps_for_sigmas(LINEAR, sigmas)
+
+
+# -- JAX sources of noise: named as passed, one key at a time ------------------------
+
+
+def _zero_model(x: Any, t: Any) -> Any:
+    return 0 * x
+
+
+@pytest.mark.parametrize("loop", ["sample", "annealed_langevin", "normal"])
+def test_a_jax_source_that_is_not_a_key_is_blamed_on_generator(loop: str) -> None:
+    jax = _jax()
+    x = jax.numpy.zeros((2, 3))
+    rng = np.random.default_rng(0)
+    call = {
+        "sample": lambda: diffcore.sample(SHORT, _zero_model, x, generator=rng),
+        "annealed_langevin": lambda: diffcore.annealed_langevin(
+            _zero_model, x, [1.0, 0.5], 0.1, 2, generator=rng
+        ),
+        "normal": lambda: diffcore.standard_normal_like(x, rng),
+    }[loop]
+    with pytest.raises(TypeError, match=r"generator must be a JAX PRNG key.*Generator"):
+        call()
+
+
+@pytest.mark.parametrize("make", ["key", "PRNGKey"])
+@pytest.mark.parametrize("loop", ["sample", "annealed_langevin", "normal"])
+def test_a_batch_of_jax_keys_is_refused(loop: str, make: str) -> None:
+    jax = _jax()
+    x = jax.numpy.zeros((2, 3))
+    keys = jax.random.split(getattr(jax.random, make)(0), 2)
+    call = {
+        "sample": lambda: diffcore.sample(SHORT, _zero_model, x, generator=keys),
+        "annealed_langevin": lambda: diffcore.annealed_langevin(
+            _zero_model, x, [1.0, 0.5], 0.1, 2, generator=keys
+        ),
+        "normal": lambda: diffcore.standard_normal_like(x, key=keys),
+    }[loop]
+    name = "key" if loop == "normal" else "generator"
+    with pytest.raises(
+        ValueError, match=rf"{name} must be a single JAX PRNG key; got a batch.*\(2,\)"
+    ):
+        call()
+
+
+def test_a_raw_jax_key_still_works() -> None:
+    jax = _jax()
+    x = jax.numpy.zeros((2, 3))
+    out = diffcore.sample(SHORT, _zero_model, x, generator=jax.random.PRNGKey(0))
+    assert out.shape == x.shape
+
+
+def test_jax_sampling_without_a_source_is_blamed_on_generator() -> None:
+    jax = _jax()
+    x = jax.numpy.zeros((2, 3))
+    with pytest.raises(TypeError, match=r"generator must be a JAX PRNG key.*nothing"):
+        diffcore.sample(SHORT, _zero_model, x)
+    out = diffcore.sample(SHORT, _zero_model, x, method="ddim")
+    assert out.shape == x.shape
