@@ -32,6 +32,7 @@ from ._arrays import (
 from ._backends import backend_for
 from ._forward import _setup
 from ._random import noise_stream
+from ._reverse import _check_finite
 from ._sampling import _check_real, _check_returned
 from ._schedule import Schedule
 
@@ -329,7 +330,8 @@ def annealed_langevin(
     score : callable
         ``score(x, sigma)`` with sigma a Python float returns the score of
         the data perturbed at level sigma: an array of x's library, shape,
-        dtype and device (TypeError or ValueError otherwise).
+        dtype and device (TypeError or ValueError otherwise), finite where
+        reading it is cheap (ValueError), as in :func:`sample`.
     x : array, shape (B, ...)
         Starting points (often uniform noise or N(0, sigma_1^2)).
     sigmas : array_like, shape (L,)
@@ -388,10 +390,14 @@ def annealed_langevin(
 
 
 def _scored(xp: Any, score: ScoreModel, x: Array, sigma: float) -> Array:
-    """score(x, sigma), checked to be an array like x (library, shape, dtype)."""
+    """score(x, sigma), checked to be an array like x (library, shape, dtype).
+
+    It is checked finite too, where reading it is cheap, as in :func:`sample`.
+    """
     output = score(x, sigma)
     _check_returned(output, x, f"at sigma = {sigma!r}", name="score")
     check_like(xp, "x", x=x, score=output)
+    _check_finite(xp, f"score at sigma = {sigma!r}", output)
     return output
 
 

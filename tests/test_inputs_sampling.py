@@ -720,3 +720,16 @@ def test_jax_sampling_without_a_source_is_blamed_on_generator() -> None:
         diffcore.sample(SHORT, _zero_model, x)
     out = diffcore.sample(SHORT, _zero_model, x, method="ddim")
     assert out.shape == x.shape
+
+
+# -- annealed Langevin checks its score like sample checks its model ---------------
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_annealed_langevin_refuses_a_score_that_is_not_finite(bad: float) -> None:
+    def score(x: Any, sigma: float) -> Any:
+        return 0 * x + (bad if sigma < 1.0 else 0.0)
+
+    x = np.zeros((2, 3))
+    with pytest.raises(ValueError, match=r"score at sigma = 0\.5 must be finite"):
+        diffcore.annealed_langevin(score, x, [1.0, 0.5], 0.1, 1, generator=0)
