@@ -155,6 +155,12 @@ def _host_values(values: Any) -> NDArray[Any]:
 
 
 def _as_float64_vector(name: str, values: ArrayLike) -> Float64Array:
+    if compat.is_torch_array(values) and values.is_meta:
+        msg = (
+            f"{name} must have readable values to build a schedule from; got a "
+            f"tensor on the meta device (shape {tuple(values.shape)}, no data)"
+        )
+        raise ValueError(msg)
     array = _host_values(values)
     if array.dtype == np.bool_ or not (
         np.issubdtype(array.dtype, np.floating)

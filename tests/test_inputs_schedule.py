@@ -272,3 +272,12 @@ def test_from_betas_takes_a_jax_bfloat16_array() -> None:
     jnp = pytest.importorskip("jax.numpy")
     s = Schedule.from_betas(jnp.asarray([0.125, 0.25], dtype=jnp.bfloat16))
     assert s.betas.dtype == np.float64 and s.betas.tolist() == [0.125, 0.25]
+
+
+@pytest.mark.parametrize("build", ["from_betas", "from_alphas_cumprod"])
+def test_a_meta_tensor_has_no_values_to_build_a_schedule_from(build: str) -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    values = torch.tensor([0.1, 0.2], device="meta")
+    name = "betas" if build == "from_betas" else "alphas_cumprod"
+    with pytest.raises(ValueError, match=rf"{name} must have readable values.*meta"):
+        getattr(Schedule, build)(values)
