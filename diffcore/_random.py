@@ -108,7 +108,7 @@ def check_jax_key(name: str, key: Any) -> Any:
             f"for JAX arrays, which have no global random state; got {got}"
         )
         raise TypeError(msg)
-    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    typed = jax.numpy.issubdtype(key.dtype, jax.dtypes.prng_key)
     if not typed and key.dtype != jax.numpy.uint32:
         msg = f"{name} must be a JAX PRNG key; got an array of dtype {key.dtype}"
         raise TypeError(msg)
