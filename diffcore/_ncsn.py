@@ -19,8 +19,10 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._arrays import (
     Array,
+    _dtypes,
     check_floating,
     check_like,
+    compute_dtype,
     expand,
     finish,
     gather,
@@ -30,6 +32,7 @@ from ._arrays import (
 from ._backends import backend_for
 from ._forward import _setup
 from ._random import noise_stream
+from ._reverse import _check_finite
 from ._sampling import _check_real, _check_returned
 from ._schedule import Schedule
 
@@ -123,6 +126,8 @@ def _sigma_like(xp: Any, sigma: Any, x: Array) -> Any:
         if not (0 < float(sigma) < math.inf):
             msg = f"sigma must be positive and finite; got {sigma!r}"
             raise ValueError(msg)
+        host = np.dtype(_dtypes(xp, x.dtype)[1])
+        _check_representable(np, np.asarray([float(sigma)]), host, "sigma")
         return float(sigma)
     values = _sigma_array(xp, sigma, x)
     if x.ndim == 0 or values.ndim != 1 or values.shape[0] != x.shape[0]:
@@ -141,7 +146,30 @@ def _sigma_like(xp: Any, sigma: Any, x: Array) -> Any:
                 f"{float(values[i])!r}"
             )
             raise ValueError(msg)
+        _check_representable(xp, values, compute_dtype(xp, x.dtype))
     return expand(xp, upcast(xp, values), x.ndim)
+
+
+def _check_representable(xp: Any, values: Any, dtype: Any, name: str = "") -> None:
+    """Refuse positive finite levels that round to 0 or inf in x's compute dtype.
+
+    The dsm target divides by sigma twice: a level that rounds to 0 would
+    give NaN, one that rounds to inf NaN or 0.  ``name`` is given for a
+    number, read as a one-entry NumPy array.
+    """
+    with np.errstate(over="ignore", under="ignore"):
+        rounded = xp.astype(values, dtype)
+    good = (rounded > 0) & xp.isfinite(rounded)
+    if bool(xp.all(good)):
+        return
+    i = int(xp.argmax(xp.astype(~good, xp.int8)))
+    name = name or f"sigma[{i}]"
+    to = "0" if float(rounded[i]) == 0 else "inf"
+    msg = (
+        f"sigma must be representable in {dtype}, the compute dtype of x; "
+        f"got {name} = {float(values[i])!r}, which rounds to {to} there"
+    )
+    raise ValueError(msg)
 
 
 def _sigma_array(xp: Any, sigma: Any, x: Array) -> Array:
@@ -188,7 +216,9 @@ def perturb(x: Array, sigma: Any, noise: Array) -> Array:
     check_floating(xp, "x", x)
     check_like(xp, "x", x=x, noise=noise)
     s = _sigma_like(xp, sigma, x)
-    return finish(xp, upcast(xp, x) + s * upcast(xp, noise), x.dtype)
+    # A huge sigma may overflow the samples' dtype: inf, without a warning.
+    with np.errstate(over="ignore"):
+        return finish(xp, upcast(xp, x) + s * upcast(xp, noise), x.dtype)
 
 
 def dsm_target(x: Array, x_tilde: Array, sigma: Any) -> Array:
@@ -219,7 +249,10 @@ def dsm_target(x: Array, x_tilde: Array, sigma: Any) -> Array:
     check_like(xp, "x", x=x, x_tilde=x_tilde)
     s = _sigma_like(xp, sigma, x)
     # Divided by sigma twice: sigma * sigma underflows to 0 below about 1e-154.
-    return finish(xp, -(upcast(xp, x_tilde) - upcast(xp, x)) / s / s, x.dtype)
+    # A target too large for the dtype becomes inf, without a warning.
+    with np.errstate(over="ignore"):
+        target = -(upcast(xp, x_tilde) - upcast(xp, x)) / s / s
+        return finish(xp, target, x.dtype)
 
 
 def dsm_loss(score: Array, x: Array, x_tilde: Array, sigma: Any) -> Array:
@@ -263,11 +296,13 @@ def dsm_loss(score: Array, x: Array, x_tilde: Array, sigma: Any) -> Array:
     check_like(xp, "x", x=x, x_tilde=x_tilde, score=score)
     s = _sigma_like(xp, sigma, x)
 
-    residual = s * upcast(xp, score) + (upcast(xp, x_tilde) - upcast(xp, x)) / s
-    squared = residual * residual
-    if squared.ndim > 1:
-        squared = xp.sum(squared, axis=tuple(range(1, squared.ndim)))
-    return 0.5 * squared
+    # A loss too large for the dtype becomes inf, without a warning.
+    with np.errstate(over="ignore"):
+        residual = s * upcast(xp, score) + (upcast(xp, x_tilde) - upcast(xp, x)) / s
+        squared = residual * residual
+        if squared.ndim > 1:
+            squared = xp.sum(squared, axis=tuple(range(1, squared.ndim)))
+        return 0.5 * squared
 
 
 def annealed_langevin(
@@ -295,7 +330,8 @@ def annealed_langevin(
     score : callable
         ``score(x, sigma)`` with sigma a Python float returns the score of
         the data perturbed at level sigma: an array of x's library, shape,
-        dtype and device (TypeError or ValueError otherwise).
+        dtype and device (TypeError or ValueError otherwise), finite where
+        reading it is cheap (ValueError), as in :func:`sample`.
     x : array, shape (B, ...)
         Starting points (often uniform noise or N(0, sigma_1^2)).
     sigmas : array_like, shape (L,)
@@ -354,10 +390,14 @@ def annealed_langevin(
 
 
 def _scored(xp: Any, score: ScoreModel, x: Array, sigma: float) -> Array:
-    """score(x, sigma), checked to be an array like x (library, shape, dtype)."""
+    """score(x, sigma), checked to be an array like x (library, shape, dtype).
+
+    It is checked finite too, where reading it is cheap, as in :func:`sample`.
+    """
     output = score(x, sigma)
     _check_returned(output, x, f"at sigma = {sigma!r}", name="score")
     check_like(xp, "x", x=x, score=output)
+    _check_finite(xp, f"score at sigma = {sigma!r}", output)
     return output
 
 

@@ -10,6 +10,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+import array_api_compat as compat
 import numpy as np
 
 from ._arrays import Array, check_floating, namespace
@@ -54,6 +55,8 @@ def standard_normal_like(x: Array, generator: Any = None, *, key: Any = None) ->
     """
     xp = namespace(x=x)
     check_floating(xp, "x", x)
+    # The argument passed, or JAX's spelling when neither was.
+    name = "generator" if generator is not None and key is None else "key"
     if key is not None:
         if generator is not None:
             msg = "pass one of generator and key, not both; got both"
@@ -65,7 +68,9 @@ def standard_normal_like(x: Array, generator: Any = None, *, key: Any = None) ->
             )
             raise TypeError(msg)
         generator = key
-    generator = check_seed("key" if key is not None else "generator", generator)
+    generator = check_seed(name, generator)
+    if compat.is_jax_array(x):
+        generator = check_jax_key(name, generator)
     return backend_for(x).standard_normal(x, generator)
 
 
@@ -85,6 +90,38 @@ def check_seed(name: str, seed: Any) -> Any:
     return int(seed)
 
 
+def check_jax_key(name: str, key: Any) -> Any:
+    """One JAX PRNG key, from a key or an int seed; name is the argument's.
+
+    A typed key (``jax.random.key``) has shape (); a raw one
+    (``jax.random.PRNGKey``) is uint32 of shape (2,).  Anything else,
+    a batch of keys included, is refused.
+    """
+    import jax
+
+    if is_seed(key):
+        return jax.random.key(int(key))
+    if not isinstance(key, jax.Array):
+        got = "nothing" if key is None else type(key).__name__
+        msg = (
+            f"{name} must be a JAX PRNG key (jax.random.key(seed)) or an int seed "
+            f"for JAX arrays, which have no global random state; got {got}"
+        )
+        raise TypeError(msg)
+    typed = jax.numpy.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if not typed and key.dtype != jax.numpy.uint32:
+        msg = f"{name} must be a JAX PRNG key; got an array of dtype {key.dtype}"
+        raise TypeError(msg)
+    batch = key.shape if typed else key.shape[:-1]
+    if batch:
+        msg = (
+            f"{name} must be a single JAX PRNG key; got a batch of keys of shape "
+            f"{tuple(batch)} (pass one of them, such as {name}[0])"
+        )
+        raise ValueError(msg)
+    return key
+
+
 def is_seed(value: Any) -> bool:
     """Whether value is an integer seed (any integer type, never a bool)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
@@ -98,8 +135,11 @@ def noise_stream(x: Array, generator: Any) -> Callable[[Array], Array]:
     a generator object is drawn from in turn.
     """
     generator = check_seed("generator", generator)
-    if library(x) == "jax" and generator is not None:
-        return _jax_stream(generator)
+    if library(x) == "jax":
+        if generator is None:
+            # JAX has no global random state: the first draw is refused.
+            return lambda like: check_jax_key("generator", None)
+        return _jax_stream(check_jax_key("generator", generator))
     if isinstance(generator, int):
         generator = _seeded(x, generator)
     return lambda like: standard_normal_like(like, generator)
@@ -120,13 +160,9 @@ def _seeded(x: Array, seed: int) -> Any:
 
 
 def _jax_stream(key: Any) -> Callable[[Array], Array]:
-    """Draws from a JAX key split once per draw (jax.random.split)."""
+    """Draws from one JAX key (checked) split once per draw (jax.random.split)."""
     import jax
 
-    if isinstance(key, int):
-        key = jax.random.key(key)
-    if not isinstance(key, jax.Array):
-        return lambda like: standard_normal_like(like, key)
     state = [key]
 
     def draw(like: Array) -> Array:

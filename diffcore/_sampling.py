@@ -34,7 +34,7 @@ from ._arrays import (
 from ._backends import backend_for
 from ._forward import _setup
 from ._parameterisation import _x_0_from_eps
-from ._random import check_seed, standard_normal_like
+from ._random import check_jax_key, check_seed, is_seed, standard_normal_like
 from ._reverse import (
     PREDICTION_TYPES,
     VARIANCE_TYPES,
@@ -270,6 +270,9 @@ def timesteps_for_sigmas(schedule: Schedule, sigmas: ArrayLike) -> NDArray[np.in
     [999, 843, 593, 142, 0]
     """
     schedule = as_schedule(schedule)
+    if np.asarray(sigmas).dtype == np.bool_:
+        msg = f"sigmas must be real noise levels, not bools; got {sigmas!r}"
+        raise TypeError(msg)
     levels = np.asarray(sigmas, dtype=np.float64)
     if levels.ndim != 1 or levels.size < 1:
         msg = f"sigmas must be a non-empty 1-d array; got shape {levels.shape}"
@@ -868,6 +871,9 @@ def _check_sampler_timesteps(values: Any, size: int, method: str) -> NDArray[np.
     if values is None:
         return np.arange(size - 1, -1, -1, dtype=np.int64)
     steps = np.asarray(values)
+    if steps.size == 0 and not compat.is_array_api_obj(values):
+        # An empty list reads as float64; it is refused for being empty.
+        steps = steps.astype(np.int64)
     if steps.dtype == np.bool_ or not np.issubdtype(steps.dtype, np.integer):
         msg = f"timesteps must be integers; got dtype {steps.dtype}"
         raise TypeError(msg)
@@ -893,9 +899,16 @@ def _check_sampler_timesteps(values: Any, size: int, method: str) -> NDArray[np.
     return steps
 
 
-def _noise_source(generator: Any, count: int) -> Callable[[int, Array], Array]:
+def _noise_source(
+    generator: Any, count: int, x: Array
+) -> Callable[[int, Array], Array]:
     """Noise for step i: per-step seeds or keys, or one generator object."""
     generator = check_seed("generator", generator)
+    if compat.is_jax_array(x) and generator is None:
+        # JAX has no global random state: a step that draws is refused.
+        return lambda i, x: check_jax_key("generator", None)
+    if compat.is_jax_array(x) and not is_seed(generator):
+        generator = check_jax_key("generator", generator)
     if isinstance(generator, int):
         seeds = np.random.SeedSequence(generator).generate_state(max(count, 1))
         return lambda i, x: standard_normal_like(x, int(seeds[i]))
@@ -910,8 +923,11 @@ def _noise_source(generator: Any, count: int) -> Callable[[int, Array], Array]:
 
 def _check_eta(eta: Any) -> None:
     if isinstance(eta, bool) or not isinstance(eta, (int, float)):
-        msg = f"eta must be a float in [0, 1]; got {eta!r}"
-        raise TypeError(msg)
+        # Rare: NumPy's real scalars are numbers too; no bool is.
+        numpy_real = isinstance(eta, (np.integer, np.floating))
+        if not numpy_real or isinstance(eta, np.bool_):
+            msg = f"eta must be a float in [0, 1]; got {eta!r}"
+            raise TypeError(msg)
     if not 0.0 <= eta <= 1.0:
         msg = f"eta must lie in [0, 1]; got {eta!r}"
         raise ValueError(msg)
@@ -1034,7 +1050,7 @@ def sample(
     steps = _check_sampler_timesteps(timesteps, len(schedule), method)
     dynamic_threshold = _check_processing(clip_denoised, dynamic_threshold)
     _, xp, _ = _setup(schedule, 0, "x_T", x_T)
-    draw = _noise_source(generator, len(steps))
+    draw = _noise_source(generator, len(steps), x_T)
     noisy = method == "ddpm" or eta > 0
     first = draw(0, x_T) if noisy else None
     estimates: dict[str, Any] = {

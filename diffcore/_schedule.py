@@ -155,6 +155,12 @@ def _host_values(values: Any) -> NDArray[Any]:
 
 
 def _as_float64_vector(name: str, values: ArrayLike) -> Float64Array:
+    if compat.is_torch_array(values) and values.is_meta:
+        msg = (
+            f"{name} must have readable values to build a schedule from; got a "
+            f"tensor on the meta device (shape {tuple(values.shape)}, no data)"
+        )
+        raise ValueError(msg)
     array = _host_values(values)
     if array.dtype == np.bool_ or not (
         np.issubdtype(array.dtype, np.floating)
@@ -185,6 +191,16 @@ def _check_betas(betas: Float64Array, name: str = "betas") -> None:
         msg = (
             f"{name} must lie in (0, 1] with no NaN; got "
             f"{name}[{i}] = {float(betas[i])!r} ({_entries(bad.size)} outside)"
+        )
+        raise ValueError(msg)
+    # alpha_bar reaches 0 at a beta of 1: only the last step may (zero terminal SNR).
+    ones = np.flatnonzero(betas[:-1] == 1.0)
+    if ones.size:
+        i = int(ones[0])
+        msg = (
+            f"{name} may be 1 only at the last step (zero terminal SNR); got "
+            f"{name}[{i}] = 1.0 of T = {betas.shape[0]} ({_entries(ones.size)} "
+            "before the last)"
         )
         raise ValueError(msg)
 
@@ -460,7 +476,8 @@ class Schedule:
         Parameters
         ----------
         betas : array_like, shape (T,)
-            Real values in (0, 1]; converted to float64 and kept as given.
+            Real values in (0, 1], 1 only at the last step (zero terminal SNR);
+            converted to float64 and kept as given.
 
         Returns
         -------
@@ -798,13 +815,23 @@ class Schedule:
         log_norm = _log_one_minus_exp_neg(width)
         log_ab = _log_one_minus_exp_neg(left) - _softplus_rise(a, done) - log_norm
         log_1m = _log_one_minus_exp_neg(done) - _softplus_rise(-b, left) - log_norm
-        bad = np.flatnonzero(~(_betas_from_log(log_ab) > 0.0))
+        betas = _betas_from_log(log_ab)
+        bad = np.flatnonzero(~(betas > 0.0))
         if bad.size:
             i = int(bad[0])
             msg = (
                 f"start={start!r}, end={end!r} and tau={tau!r} make the sigmoid so "
                 f"flat at step {i} of T = {T} that beta_{i} rounds to 0 in float64; "
                 "take a larger tau or a start nearer 0"
+            )
+            raise ValueError(msg)
+        early = np.flatnonzero(betas[:-1] == 1.0)
+        if early.size:
+            i = int(early[0])
+            msg = (
+                f"start={start!r}, end={end!r} and tau={tau!r} make the sigmoid so "
+                f"steep that alphas_cumprod reaches 0 at step {i} of T = {T}, "
+                "before the last; take a smaller end / tau"
             )
             raise ValueError(msg)
         return cls._build(log_ab, log_1m)

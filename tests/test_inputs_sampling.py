@@ -580,3 +580,156 @@ def test_sohl_dickstein_bound_splits_a_jax_key(make: str) -> None:
     source = jax.random.key(0) if make == "key" else 3
     noises = _sohl_dickstein_noises(x_0, source)
     assert _all_distinct(noises)
+
+
+# -- NCSN levels that the samples' compute dtype cannot hold -----------------------
+
+
+@pytest.mark.parametrize(
+    ("dtype", "sigma", "to"),
+    [
+        (np.float32, 1e-46, "0"),
+        (np.float32, 1e-200, "0"),
+        (np.float32, 1e300, "inf"),
+        (np.float16, 1e-46, "0"),
+        (np.float32, np.array([1.0, 1e-46]), "0"),
+    ],
+)
+@pytest.mark.parametrize("function", ["perturb", "dsm_target", "dsm_loss"])
+def test_ncsn_sigma_that_rounds_to_zero_or_inf_is_refused(
+    function: str, dtype: Any, sigma: Any, to: str
+) -> None:
+    x = np.zeros((2, 3), dtype)
+    call = {
+        "perturb": lambda: diffcore.perturb(x, sigma, x),
+        "dsm_target": lambda: diffcore.dsm_target(x, x, sigma),
+        "dsm_loss": lambda: diffcore.dsm_loss(x, x, x, sigma),
+    }[function]
+    name = "sigma" if np.ndim(sigma) == 0 else r"sigma\[1\]"
+    wanted = "float32" if dtype == np.float16 else np.dtype(dtype).name
+    with pytest.raises(
+        ValueError, match=rf"sigma must be representable in {wanted}.*{name} = .*{to}"
+    ):
+        call()
+
+
+def test_ncsn_sigma_that_rounds_to_zero_in_torch_is_refused() -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    x = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="sigma must be representable in float32"):
+        diffcore.dsm_target(x, x, 1e-46)
+
+
+def test_ncsn_results_too_large_for_the_dtype_are_inf_without_a_warning() -> None:
+    x32, x64 = np.zeros((2, 3), np.float32), np.zeros((2, 3))
+    assert np.all(diffcore.dsm_target(x32, x32 + 1, 1e-40) == -np.inf)
+    assert np.all(diffcore.dsm_target(x64, x64 + 1, 1e-200) == -np.inf)
+    assert np.all(diffcore.dsm_loss(x64, x64, x64 + 1, 1e-200) == np.inf)
+    x16 = np.zeros(2, np.float16)
+    assert np.all(diffcore.perturb(x16, 1e10, np.ones_like(x16)) == np.inf)
+
+
+# -- empty timesteps, NumPy etas, bool levels ---------------------------------------
+
+
+def test_sample_refuses_an_empty_list_of_timesteps_as_empty() -> None:
+    x = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="timesteps must be a non-empty 1-d array"):
+        diffcore.sample(SHORT, lambda x, t: 0 * x, x, [], method="ddim")
+
+
+@pytest.mark.parametrize("eta", [np.float32(0.5), np.float16(1.0), np.int64(1)])
+def test_eta_may_be_a_numpy_real_scalar(eta: Any) -> None:
+    x, noise = np.zeros((2, 3)), np.ones((2, 3))
+    out = diffcore.sample(SHORT, lambda x, t: 0 * x, x, method="ddim", eta=eta)
+    assert out.shape == x.shape
+    step = diffcore.ddim_step(SHORT, 0 * x, x, 3, 2, eta=eta, noise=noise)
+    same = diffcore.ddim_step(SHORT, 0 * x, x, 3, 2, eta=float(eta), noise=noise)
+    np.testing.assert_array_equal(step.x_prev, same.x_prev)
+
+
+@pytest.mark.parametrize("eta", [True, np.bool_(True), np.bool_(False)])
+def test_eta_may_not_be_a_bool(eta: Any) -> None:
+    x = np.zeros((2, 3))
+    with pytest.raises(TypeError, match="eta must be a float in"):
+        diffcore.sample(SHORT, lambda x, t: 0 * x, x, method="ddim", eta=eta)
+    with pytest.raises(TypeError, match="eta must be a float in"):
+        diffcore.ddim_step(SHORT, 0 * x, x, 3, 2, eta=eta, noise=x)
+
+
+@pytest.mark.parametrize("sigmas", [[True], np.array([True, False]), True])
+def test_timesteps_for_sigmas_refuses_bools(sigmas: Any) -> None:
+    with pytest.raises(TypeError, match="sigmas must be real noise levels, not bools"):
+        diffcore.timesteps_for_sigmas(LINEAR, sigmas)
+
+
+# -- JAX sources of noise: named as passed, one key at a time ------------------------
+
+
+def _zero_model(x: Any, t: Any) -> Any:
+    return 0 * x
+
+
+@pytest.mark.parametrize("loop", ["sample", "annealed_langevin", "normal"])
+def test_a_jax_source_that_is_not_a_key_is_blamed_on_generator(loop: str) -> None:
+    jax = _jax()
+    x = jax.numpy.zeros((2, 3))
+    rng = np.random.default_rng(0)
+    call = {
+        "sample": lambda: diffcore.sample(SHORT, _zero_model, x, generator=rng),
+        "annealed_langevin": lambda: diffcore.annealed_langevin(
+            _zero_model, x, [1.0, 0.5], 0.1, 2, generator=rng
+        ),
+        "normal": lambda: diffcore.standard_normal_like(x, rng),
+    }[loop]
+    with pytest.raises(TypeError, match=r"generator must be a JAX PRNG key.*Generator"):
+        call()
+
+
+@pytest.mark.parametrize("make", ["key", "PRNGKey"])
+@pytest.mark.parametrize("loop", ["sample", "annealed_langevin", "normal"])
+def test_a_batch_of_jax_keys_is_refused(loop: str, make: str) -> None:
+    jax = _jax()
+    x = jax.numpy.zeros((2, 3))
+    keys = jax.random.split(getattr(jax.random, make)(0), 2)
+    call = {
+        "sample": lambda: diffcore.sample(SHORT, _zero_model, x, generator=keys),
+        "annealed_langevin": lambda: diffcore.annealed_langevin(
+            _zero_model, x, [1.0, 0.5], 0.1, 2, generator=keys
+        ),
+        "normal": lambda: diffcore.standard_normal_like(x, key=keys),
+    }[loop]
+    name = "key" if loop == "normal" else "generator"
+    with pytest.raises(
+        ValueError, match=rf"{name} must be a single JAX PRNG key; got a batch.*\(2,\)"
+    ):
+        call()
+
+
+def test_a_raw_jax_key_still_works() -> None:
+    jax = _jax()
+    x = jax.numpy.zeros((2, 3))
+    out = diffcore.sample(SHORT, _zero_model, x, generator=jax.random.PRNGKey(0))
+    assert out.shape == x.shape
+
+
+def test_jax_sampling_without_a_source_is_blamed_on_generator() -> None:
+    jax = _jax()
+    x = jax.numpy.zeros((2, 3))
+    with pytest.raises(TypeError, match=r"generator must be a JAX PRNG key.*nothing"):
+        diffcore.sample(SHORT, _zero_model, x)
+    out = diffcore.sample(SHORT, _zero_model, x, method="ddim")
+    assert out.shape == x.shape
+
+
+# -- annealed Langevin checks its score like sample checks its model ---------------
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_annealed_langevin_refuses_a_score_that_is_not_finite(bad: float) -> None:
+    def score(x: Any, sigma: float) -> Any:
+        return 0 * x + (bad if sigma < 1.0 else 0.0)
+
+    x = np.zeros((2, 3))
+    with pytest.raises(ValueError, match=r"score at sigma = 0\.5 must be finite"):
+        diffcore.annealed_langevin(score, x, [1.0, 0.5], 0.1, 1, generator=0)

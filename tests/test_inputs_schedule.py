@@ -249,8 +249,9 @@ def test_from_betas_takes_any_torch_tensor_as_float64_host_data(kind: str) -> No
     if kind == "requires_grad":
         betas = torch.tensor(values, dtype=torch.float64, requires_grad=True)
     elif kind == "int64":
-        betas = torch.tensor([1, 1])
-        values = [1.0, 1.0]
+        # Integer betas in (0, 1] are 1, allowed at the last step only.
+        betas = torch.tensor([1])
+        values = [1.0]
     else:
         betas = torch.tensor(values, dtype=getattr(torch, kind))
     s = Schedule.from_betas(betas)
@@ -272,3 +273,40 @@ def test_from_betas_takes_a_jax_bfloat16_array() -> None:
     jnp = pytest.importorskip("jax.numpy")
     s = Schedule.from_betas(jnp.asarray([0.125, 0.25], dtype=jnp.bfloat16))
     assert s.betas.dtype == np.float64 and s.betas.tolist() == [0.125, 0.25]
+
+
+@pytest.mark.parametrize("build", ["from_betas", "from_alphas_cumprod"])
+def test_a_meta_tensor_has_no_values_to_build_a_schedule_from(build: str) -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    values = torch.tensor([0.1, 0.2], device="meta")
+    name = "betas" if build == "from_betas" else "alphas_cumprod"
+    with pytest.raises(ValueError, match=rf"{name} must have readable values.*meta"):
+        getattr(Schedule, build)(values)
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: Schedule.from_betas([1.0, 1.0, 1.0]), r"betas may be 1 only at the"),
+        (lambda: Schedule.from_betas([0.5, 1.0, 0.5]), r"got betas\[1\] = 1\.0"),
+        (lambda: Schedule.linear(3, 1.0, 1.0), r"betas may be 1 only at the last"),
+        (
+            lambda: Schedule.sigmoid_alphas_cumprod(10, end=1e300),
+            r"end=1e\+300 .* reaches 0 at step 0 of T = 10, before the last",
+        ),
+        (
+            lambda: Schedule.from_alphas_cumprod([0.0, 0.0, 0.0]),
+            "alphas_cumprod must be strictly decreasing",
+        ),
+    ],
+)
+def test_alpha_bar_may_reach_zero_only_at_the_last_step(
+    build: Callable[[], Schedule], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+def test_a_beta_of_one_at_the_last_step_is_zero_terminal_snr() -> None:
+    for s in (Schedule.from_betas([0.5, 1.0]), Schedule.cosine(10, max_beta=1.0)):
+        assert s.alphas_cumprod[-1] == 0.0 and np.all(s.alphas_cumprod[:-1] > 0)
