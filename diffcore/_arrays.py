@@ -198,9 +198,16 @@ def finish(xp: Namespace, value: Array, dtype: Any) -> Array:
     """Round a result computed in the compute dtype to the sample dtype, once.
 
     NumPy arithmetic on 0-d arrays gives NumPy scalars; they leave as 0-d
-    arrays, so that array input always gives arrays.
+    arrays, so that array input always gives arrays.  A value beyond the
+    sample dtype's range becomes inf, as in every library, without NumPy's
+    overflow warning.
     """
-    value = value if value.dtype == dtype else xp.astype(value, dtype)
+    if value.dtype != dtype:
+        if xp is np:
+            with np.errstate(over="ignore"):
+                value = value.astype(dtype)
+        else:
+            value = xp.astype(value, dtype)
     if xp is np and not value.ndim:
         return np.asarray(value)
     return value

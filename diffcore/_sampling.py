@@ -22,6 +22,7 @@ from ._arrays import (
     _bounds,
     _readable,
     check_like,
+    compute_dtype,
     expand,
     finish,
     from_host,
@@ -384,7 +385,7 @@ def ddpm_step(
     _check_finite(xp, "model_output", model_output)
     options = (prediction_type, clip_denoised, dynamic_threshold)
     x_0_hat, _ = _estimates(schedule, xp, steps, model_output, x_t, t, options)
-    kept = _kept(xp, x_0_hat, out)
+    kept = _kept(xp, finish(xp, x_0_hat, x_t.dtype), out)
     # Ho et al. 2020, eq. 7 and algorithm 2: posterior mean at x_0_hat plus noise
     terms = [
         (gather(schedule, "posterior_mean_coef_x0", steps, xp, x_t), x_0_hat),
@@ -408,9 +409,14 @@ def _estimates(
 
     ``options`` is (prediction_type, clip_denoised, dynamic_threshold).  The
     plain epsilon case, the common one, does not pass through the public edge
-    of :func:`predict_x_0_eps` a second time.
+    of :func:`predict_x_0_eps` a second time.  For float16 and bfloat16
+    samples the estimates stay in the compute dtype (float32), so that the
+    step built from them rounds once; its caller rounds the x_0_hat it returns.
     """
     prediction_type, clip_denoised, dynamic_threshold = options
+    work = compute_dtype(xp, x_t.dtype)
+    if work != x_t.dtype:
+        model_output, x_t = xp.astype(model_output, work), xp.astype(x_t, work)
     plain = clip_denoised is None and dynamic_threshold is None
     if prediction_type == "epsilon" and plain:
         return _x_0_from_eps(schedule, xp, steps, x_t, model_output), model_output
@@ -727,7 +733,7 @@ def ddim_step(
     terms = [(a, x_0_hat), (b, eps_hat)]
     if noise is not None and eta > 0.0:
         terms.append((c, noise))
-    kept = _kept(xp, x_0_hat, out)
+    kept = _kept(xp, finish(xp, x_0_hat, x_t.dtype), out)
     return Step(backend_for(x_t).linear(xp, terms, x_t.dtype, out), kept)
 
 
