@@ -228,9 +228,12 @@ class NumPyBackend(Backend):
         self, xp: Namespace, terms: Terms, dtype: Any, out: Array | None = None
     ) -> Array:
         count = _blocked.threads()  # on every call: a bad value never hides
-        if out is not None and not out.flags.writeable:
-            msg = "out must be a writeable array; got a read-only NumPy array"
-            raise ValueError(msg)
+        if out is not None:
+            if not out.flags.writeable:
+                msg = "out must be a writeable array; got a read-only NumPy array"
+                raise ValueError(msg)
+            if not out.flags.c_contiguous:
+                check_distinct(out.shape, out.strides)
         arrays = [array for _, array in terms]
         if compute_dtype(xp, dtype) != dtype or any(
             array.dtype != dtype for array in arrays
@@ -392,6 +395,21 @@ def available() -> list[str]:
     """Names of every backend: built in, or registered by an entry point."""
     names = {entry.name for entry in _entry_points()}
     return sorted(names | set(_BUILTIN))
+
+
+def check_distinct(shape: tuple[int, ...], strides: tuple[int, ...]) -> None:
+    """Refuse an ``out`` whose elements share memory (a stride of 0, expanded).
+
+    Writing such an array term by term reads back what another element wrote.
+    """
+    for size, stride in zip(shape, strides, strict=True):
+        if size > 1 and stride == 0:
+            msg = (
+                "out must have one memory location per element; got a view "
+                f"with strides {tuple(strides)} for shape {tuple(shape)} "
+                "(an expanded or broadcast array)"
+            )
+            raise ValueError(msg)
 
 
 def backend_for(x: Array) -> Backend:

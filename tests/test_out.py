@@ -409,3 +409,15 @@ def test_torch_out_whose_elements_share_memory_is_named(step: str) -> None:
     wide = torch.zeros(4, 3, 10, dtype=torch.float64)[..., ::2]
     want = diffcore.q_sample(SCHEDULE, x, 3, x)
     torch.testing.assert_close(diffcore.q_sample(SCHEDULE, x, 3, x, out=wide), want)
+
+
+def test_numpy_out_whose_elements_share_memory_is_named() -> None:
+    base = np.zeros(5)
+    out = np.lib.stride_tricks.as_strided(base, (4, 5), (0, 8), writeable=True)
+    x = np.arange(20.0).reshape(4, 5)
+    with pytest.raises(ValueError, match="out must have one memory location per"):
+        diffcore.q_sample(diffcore.Schedule.linear(10), x, 0, np.zeros((4, 5)), out=out)
+    # a strided view without shared elements is fine
+    wide = np.zeros((4, 10))[:, ::2]
+    got = diffcore.q_sample(SCHEDULE, x, 3, x, out=wide)
+    np.testing.assert_array_equal(got, diffcore.q_sample(SCHEDULE, x, 3, x))
