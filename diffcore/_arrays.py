@@ -41,6 +41,21 @@ _INT64 = np.dtype(np.int64)
 _DTYPES: dict[Any, tuple[Any, Any]] = {}
 
 
+def refuse_bool_items(name: str, values: Any) -> None:
+    """Raise a TypeError when a list or tuple holds a bool.
+
+    NumPy reads ``[2, True]`` as ``[2, 1]``; bools are refused everywhere
+    else, so they are refused inside lists too.
+    """
+    if not isinstance(values, (list, tuple)):
+        return
+    for index, value in enumerate(values):
+        if isinstance(value, (bool, np.bool_)):
+            msg = f"{name} must hold numbers, not bools; got {value!r} at [{index}]"
+            raise TypeError(msg)
+        refuse_bool_items(name, value)
+
+
 def namespace(**arrays: Array) -> Namespace:
     """Return the one array namespace shared by the named arrays.
 
@@ -324,6 +339,7 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
         raise TypeError(msg)
 
     if isinstance(t, (list, tuple)) or compat.is_numpy_array(t):
+        refuse_bool_items(name, t)
         host = np.asarray(t)
         if host.size == 0 and isinstance(t, (list, tuple)):
             # An empty list has no values to tell its dtype: no timesteps.

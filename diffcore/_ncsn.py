@@ -27,6 +27,7 @@ from ._arrays import (
     finish,
     gather,
     namespace,
+    refuse_bool_items,
     upcast,
 )
 from ._backends import backend_for
@@ -92,6 +93,7 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, L: int) -> Float64Array
 
 def check_sigmas(sigmas: ArrayLike) -> Float64Array:
     """Noise levels as a float64 vector, positive and strictly decreasing."""
+    refuse_bool_items("sigmas", sigmas)
     values = np.asarray(sigmas, dtype=np.float64)
     if values.ndim != 1 or values.size < 1:
         msg = f"sigmas must be a non-empty 1-d array; got shape {values.shape}"

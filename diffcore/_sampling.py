@@ -29,6 +29,7 @@ from ._arrays import (
     gather,
     namespace,
     namespace_of,
+    refuse_bool_items,
     timesteps,
     upcast,
 )
@@ -271,6 +272,7 @@ def timesteps_for_sigmas(schedule: Schedule, sigmas: ArrayLike) -> NDArray[np.in
     [999, 843, 593, 142, 0]
     """
     schedule = as_schedule(schedule)
+    refuse_bool_items("sigmas", sigmas)
     if np.asarray(sigmas).dtype == np.bool_:
         msg = f"sigmas must be real noise levels, not bools; got {sigmas!r}"
         raise TypeError(msg)
@@ -876,6 +878,7 @@ def _dpmpp_2m(
 def _check_sampler_timesteps(values: Any, size: int, method: str) -> NDArray[np.int64]:
     if values is None:
         return np.arange(size - 1, -1, -1, dtype=np.int64)
+    refuse_bool_items("timesteps", values)
     steps = np.asarray(values)
     if steps.size == 0 and not compat.is_array_api_obj(values):
         # An empty list reads as float64; it is refused for being empty.

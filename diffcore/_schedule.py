@@ -19,6 +19,8 @@ import array_api_compat as compat
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._arrays import refuse_bool_items
+
 Float64Array = NDArray[np.float64]
 
 _TABLES = (
@@ -161,6 +163,7 @@ def _as_float64_vector(name: str, values: ArrayLike) -> Float64Array:
             f"tensor on the meta device (shape {tuple(values.shape)}, no data)"
         )
         raise ValueError(msg)
+    refuse_bool_items(name, values)
     array = _host_values(values)
     if array.dtype == np.bool_ or not (
         np.issubdtype(array.dtype, np.floating)
@@ -896,6 +899,7 @@ class Schedule:
         if indices is None or isinstance(indices, (str, bytes)):
             msg = f"indices must be a 1-d array of ints; got {indices!r}"
             raise TypeError(msg)
+        refuse_bool_items("indices", indices)
         kept = np.asarray(indices)
         if kept.ndim != 1 or kept.size < 1:
             msg = f"indices must be a non-empty 1-d array; got shape {kept.shape}"

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from numpy.typing import ArrayLike, NDArray
 
+from ._arrays import refuse_bool_items
 from ._schedule import Schedule
 
 __all__ = [
@@ -239,6 +240,7 @@ def _check_rtol(rtol: Any) -> None:
 
 def _check_betas(betas: ArrayLike) -> NDArray[np.float64]:
     """betas as a float64 array (T,) of values in (0, 1]."""
+    refuse_bool_items("betas", betas)
     b = np.asarray(betas, dtype=np.float64)
     if b.ndim != 1:
         msg = f"betas must be a 1-d array (T,); got shape {b.shape}"

@@ -198,3 +198,21 @@ def test_numpy_arrays_of_ml_dtypes_are_refused_by_name(name: str) -> None:
     x = np.zeros((2, 3), dtype=getattr(ml_dtypes, name))
     with pytest.raises(TypeError, match=f"x_0 must have a real floating dtype.*{name}"):
         diffcore.q_sample(diffcore.Schedule.linear(10), x, np.array([1, 2]), x)
+
+
+_LIST_CASES = {
+    "t": lambda s: diffcore.q_sample(s, np.zeros((2, 3)), [1, True], np.zeros((2, 3))),
+    "timesteps": lambda s: diffcore.sample(
+        s, lambda x, t: 0 * x, np.zeros((2, 3)), [5, True, False], method="ddim"
+    ),
+    "sigmas": lambda s: diffcore.timesteps_for_sigmas(s, [2.0, True]),
+    "betas": lambda s: Schedule.from_betas([0.1, True]),
+    "indices": lambda s: s.respace([0, True, 5]),
+}
+
+
+@pytest.mark.parametrize("name", list(_LIST_CASES))
+def test_a_bool_inside_a_list_is_refused_by_name(name: str) -> None:
+    # NumPy reads [2, True] as [2, 1]; a bool alone is refused, so inside too
+    with pytest.raises(TypeError, match=f"{name} must hold numbers, not bools"):
+        _LIST_CASES[name](Schedule.linear(100))
