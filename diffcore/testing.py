@@ -46,7 +46,9 @@ def betas(
     """Strategy for beta tables: float64 arrays of values in [min_value, max_value].
 
     Draws either a smooth ramp (the shape real schedules have) or arbitrary
-    values, so that both typical and hostile tables appear.
+    values, so that both typical and hostile tables appear.  A beta of 1 (no
+    signal left) appears at the last step only, as ``Schedule.from_betas``
+    requires.
 
     Parameters
     ----------
@@ -100,11 +102,15 @@ def _betas(
     values = st.floats(min_value, max_value, allow_nan=False, allow_infinity=False)
     if draw(st.booleans()):
         start, end = sorted((draw(values), draw(values)))
-        return np.linspace(start, end, size)
-    seed = draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
-    log_low, log_high = np.log(min_value), np.log(max_value)
-    return np.exp(rng.uniform(log_low, log_high, size))
+        table = np.linspace(start, end, size)
+    else:
+        seed = draw(st.integers(0, 2**32 - 1))
+        rng = np.random.default_rng(seed)
+        log_low, log_high = np.log(min_value), np.log(max_value)
+        table = np.exp(rng.uniform(log_low, log_high, size))
+    below_one = np.nextafter(1.0, 0.0)
+    table[:-1] = np.minimum(table[:-1], below_one)
+    return table
 
 
 def schedules(max_T: int = 2000) -> st.SearchStrategy[Schedule]:
@@ -249,6 +255,11 @@ def _check_betas(betas: ArrayLike) -> NDArray[np.float64]:
     if bad.size:
         i = int(bad[0])
         msg = f"betas must lie in (0, 1]; got betas[{i}] = {float(b[i])!r}"
+        raise ValueError(msg)
+    ones = np.flatnonzero(b[:-1] == 1.0)
+    if ones.size:
+        # as in Schedule.from_betas: alpha_bar reaches 0 at the last step only
+        msg = f"betas may be 1 at the last step only; got betas[{int(ones[0])}] = 1.0"
         raise ValueError(msg)
     return b
 

@@ -134,3 +134,17 @@ def test_the_bayes_check_catches_swapped_coefficients() -> None:
         assert_closed_form_matches_chain(
             s.betas, shifted, s.sqrt_one_minus_alphas_cumprod
         )
+
+
+@given(betas(min_size=2, max_size=6, min_value=0.5, max_value=1.0))
+def test_beta_tables_reach_one_at_the_last_step_only(b: np.ndarray) -> None:
+    # Schedule.from_betas refuses a beta of 1 before the last step
+    assert (b[:-1] < 1.0).all()
+    Schedule.from_betas(b)
+    compose_steps(b)
+
+
+def test_compose_steps_refuses_a_beta_of_one_before_the_last_step() -> None:
+    with pytest.raises(ValueError, match=r"betas may be 1 at the last step only"):
+        compose_steps([1.0, 0.1])
+    np.testing.assert_allclose(compose_steps([0.1, 1.0])[0], [np.sqrt(0.9), 0.0])
