@@ -136,7 +136,7 @@ def test_the_bayes_check_catches_swapped_coefficients() -> None:
         )
 
 
-@given(betas(min_size=2, max_size=6, min_value=0.5, max_value=1.0))
+@given(betas(min_size=2, max_size=6, min_value=1.0, max_value=1.0))
 def test_beta_tables_reach_one_at_the_last_step_only(b: np.ndarray) -> None:
     # Schedule.from_betas refuses a beta of 1 before the last step
     assert (b[:-1] < 1.0).all()
