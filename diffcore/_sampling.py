@@ -387,7 +387,7 @@ def ddpm_step(
     _check_finite(xp, "model_output", model_output)
     options = (prediction_type, clip_denoised, dynamic_threshold)
     x_0_hat, _ = _estimates(schedule, xp, steps, model_output, x_t, t, options)
-    kept = _kept(xp, finish(xp, x_0_hat, x_t.dtype), out)
+    kept = _kept(xp, _rounded(xp, x_0_hat, x_t.dtype), out)
     # Ho et al. 2020, eq. 7 and algorithm 2: posterior mean at x_0_hat plus noise
     terms = [
         (gather(schedule, "posterior_mean_coef_x0", steps, xp, x_t), x_0_hat),
@@ -431,6 +431,11 @@ def _estimates(
         clip_denoised=clip_denoised,
         dynamic_threshold=dynamic_threshold,
     )
+
+
+def _rounded(xp: Namespace, x_0_hat: Array, dtype: Any) -> Array:
+    """The x_0_hat a step returns: rounded to the sample dtype (half precision)."""
+    return x_0_hat if x_0_hat.dtype == dtype else finish(xp, x_0_hat, dtype)
 
 
 def _kept(xp: Namespace, x_0_hat: Array, out: Array | None) -> Array:
@@ -735,7 +740,7 @@ def ddim_step(
     terms = [(a, x_0_hat), (b, eps_hat)]
     if noise is not None and eta > 0.0:
         terms.append((c, noise))
-    kept = _kept(xp, finish(xp, x_0_hat, x_t.dtype), out)
+    kept = _kept(xp, _rounded(xp, x_0_hat, x_t.dtype), out)
     return Step(backend_for(x_t).linear(xp, terms, x_t.dtype, out), kept)
 
 
