@@ -265,7 +265,7 @@ def _check_on_grid(xp: Namespace, x_0: Array, bins: int) -> None:
         if np.isnan(values).any():
             got = "NaN"
         else:
-            got = f"values from {values.min()!r} to {values.max()!r}"
+            got = f"values from {float(values.min())!r} to {float(values.max())!r}"
         msg = f"x_0 must lie in [-1, 1] for the discretised likelihood; got {got}"
         raise ValueError(msg)
     level = (values + 1.0) * (bins - 1) / 2.0
@@ -274,7 +274,7 @@ def _check_on_grid(xp: Namespace, x_0: Array, bins: int) -> None:
         i = int(np.argmax(off))
         msg = (
             f"x_0 must lie on the {bins}-level grid 2k/{bins - 1} - 1 "
-            f"(k = 0, ..., {bins - 1}); got {values.flat[i]!r}, "
+            f"(k = 0, ..., {bins - 1}); got {float(values.flat[i])!r}, "
             f"{off.flat[i]:.3f} of a bin away from the nearest level"
         )
         raise ValueError(msg)

@@ -9,6 +9,7 @@ squared error estimates (the simple loss, Min-SNR-gamma, or the bound).
 from __future__ import annotations
 
 import math
+import reprlib
 from typing import Any
 
 import numpy as np
@@ -152,7 +153,7 @@ def _check_weighting(
     check_choice("weighting", weighting, _WEIGHTINGS)
     check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
     check_choice("variance_type", variance_type, _VARIANCES)
-    msg = f"gamma must be a positive finite number; got {gamma!r}"
+    msg = f"gamma must be a positive finite number; got {reprlib.repr(gamma)}"
     if not _is_real(gamma):
         raise TypeError(msg)
     try:

@@ -147,6 +147,8 @@ def _host_values(values: Any) -> NDArray[Any]:
     """
     if compat.is_torch_array(values):
         tensor = values.detach().cpu()
+        if str(tensor.layout) != "torch.strided":  # sparse: its values in full
+            tensor = tensor.to_dense()
         if tensor.dtype.is_floating_point:
             tensor = tensor.double()
         return np.asarray(tensor.numpy())

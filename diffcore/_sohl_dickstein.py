@@ -235,7 +235,8 @@ def _check_binary(xp: Namespace, name: str, x: Array) -> None:
     values = np.asarray(x) if xp is np else np.asarray(xp.astype(x, xp.float64))
     bad = ~((values == 0) | (values == 1))
     if np.any(bad):
-        msg = f"{name} must hold binary values in {{0, 1}}; got {values[bad].flat[0]!r}"
+        first = values[bad].flat[0].item()
+        msg = f"{name} must hold binary values in {{0, 1}}; got {first!r}"
         raise ValueError(msg)
 
 

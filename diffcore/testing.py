@@ -289,7 +289,8 @@ def _assert_close(
     if bad.size:
         i = int(bad[0])
         msg = (
-            f"{name}[{i}] = {a[i]!r} but the chain gives {e[i]!r} (relative "
-            f"error {error[i]:.3g} > rtol {rtol:g}; {bad.size} entries differ)"
+            f"{name}[{i}] = {float(a[i])!r} but the chain gives "
+            f"{float(e[i])!r} (relative error {error[i]:.3g} > rtol {rtol:g}; "
+            f"{bad.size} entries differ)"
         )
         raise AssertionError(msg)

@@ -50,3 +50,12 @@ def test_bounds_name_x_0_without_a_batch_axis(bound: str) -> None:
 
     with pytest.raises(ValueError, match="x_0 must have a batch axis"):
         getattr(diffcore, bound)(SCHEDULE, model, np.array(0.5), generator=0)
+
+
+def test_messages_show_plain_numbers_not_numpy_reprs() -> None:
+    x_0 = np.array([[-1.5, 0.3]])
+    zeros = np.zeros_like(x_0)
+    with pytest.raises(ValueError) as info:
+        diffcore.discretized_gaussian_log_likelihood(x_0, zeros, zeros)
+    assert "np.float64" not in str(info.value)
+    assert "from -1.5 to 0.3" in str(info.value)

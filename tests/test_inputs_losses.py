@@ -609,3 +609,9 @@ def test_mixture_log_prob_of_huge_samples_is_minus_inf(
     x_t = xp.asarray([[big], [1.0]], dtype=getattr(xp, dtype))
     log_q = np.asarray(mix.log_prob(s, x_t, 0).tolist())
     assert log_q[0] == -np.inf and np.isfinite(log_q[1])
+
+
+def test_a_huge_gamma_is_shown_shortened() -> None:
+    with pytest.raises(ValueError, match=r"gamma must be .*got 1000.*\.\.\.") as info:
+        diffcore.loss_weights(Schedule.linear(10), "min_snr", gamma=10**400)
+    assert len(str(info.value)) < 120

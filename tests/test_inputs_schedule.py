@@ -310,3 +310,10 @@ def test_alpha_bar_may_reach_zero_only_at_the_last_step(
 def test_a_beta_of_one_at_the_last_step_is_zero_terminal_snr() -> None:
     for s in (Schedule.from_betas([0.5, 1.0]), Schedule.cosine(10, max_beta=1.0)):
         assert s.alphas_cumprod[-1] == 0.0 and np.all(s.alphas_cumprod[:-1] > 0)
+
+
+def test_from_betas_takes_a_sparse_torch_tensor() -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    dense = torch.tensor([0.1, 0.2], dtype=torch.float64)
+    got = Schedule.from_betas(dense.to_sparse()).betas
+    np.testing.assert_array_equal(got, dense.numpy())
