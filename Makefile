@@ -7,9 +7,9 @@ PIP := $(BIN)/python -m pip install --quiet -c requirements/constraints.txt
 .PHONY: demo docs chromium test lint typecheck pytest clean
 
 $(BIN)/python:
-	@command -v $(PYTHON) >/dev/null 2>&1 || { \
-		echo "$(PYTHON) was not found (pick another: make PYTHON=python3.11 ...)"; \
-		exit 1; }
+	@$(PYTHON) -c 'import sys' >/dev/null 2>&1 || { \
+		echo "$(PYTHON) was not found or does not run" \
+			"(pick another: make PYTHON=python3.11 ...)"; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
 		echo "diffcore needs Python 3.11 or newer; $(PYTHON) is older" \
 			"(pick another: make PYTHON=python3.11 ...)"; exit 1; }
