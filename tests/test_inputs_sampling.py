@@ -777,3 +777,14 @@ def test_half_precision_steps_are_rounded_once() -> None:
     # so almost every entry is the correctly rounded one (it was about a third)
     assert int((ddim != exact.half()).sum()) <= 8
     assert int((ddpm != exact_ddpm.half()).sum()) <= 8
+
+
+# -- starting states are checked finite --------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["ddpm", "ddim", "dpmpp_2m"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_sample_refuses_an_x_T_that_is_not_finite(method: str, bad: float) -> None:
+    x_T = np.array([[0.0, bad, 1.0]])
+    with pytest.raises(ValueError, match=r"x_T must be finite"):
+        diffcore.sample(SHORT, lambda x, t: np.zeros_like(x), x_T, method=method)
