@@ -788,3 +788,50 @@ def test_sample_refuses_an_x_T_that_is_not_finite(method: str, bad: float) -> No
     x_T = np.array([[0.0, bad, 1.0]])
     with pytest.raises(ValueError, match=r"x_T must be finite"):
         diffcore.sample(SHORT, lambda x, t: np.zeros_like(x), x_T, method=method)
+
+
+# -- raw JAX key data must have the default implementation's shape -----------------
+
+
+def _keyed_calls(key: Any) -> dict[str, Any]:
+    """Every entry point that takes a JAX key, called with key on JAX arrays."""
+    x = _jax().numpy.zeros((2, 3))
+    return {
+        "sample": lambda: diffcore.sample(SHORT, lambda x, t: 0 * x, x, generator=key),
+        "annealed_langevin": lambda: diffcore.annealed_langevin(
+            lambda x, s: 0 * x, x, [1.0], 0.1, 1, generator=key
+        ),
+        "variational_bound": lambda: diffcore.variational_bound(
+            SHORT, lambda x, t: (0 * x, 0 * x), x - 1, generator=key
+        ),
+        "q_sample": lambda: diffcore.q_sample(SHORT, x, 0, key=key),
+    }
+
+
+@pytest.mark.parametrize(
+    "call", ["sample", "annealed_langevin", "variational_bound", "q_sample"]
+)
+@pytest.mark.parametrize("shape", [(3,), (4,), (0,), ()])
+def test_raw_jax_key_data_of_a_wrong_shape_is_refused(
+    call: str, shape: tuple[int, ...]
+) -> None:
+    jax = _jax()
+    key = jax.numpy.zeros(shape, jax.numpy.uint32)
+    name = "key" if call == "q_sample" else "generator"
+    got = ", ".join(map(str, shape))
+    match = rf"{name} as raw JAX key data must have shape \(2,\); got shape \({got}"
+    with pytest.raises(ValueError, match=match):
+        _keyed_calls(key)[call]()
+
+
+def test_raw_jax_key_data_of_the_right_shape_is_taken() -> None:
+    jax = _jax()
+    for call in _keyed_calls(jax.random.PRNGKey(0)).values():
+        call()
+
+
+def test_a_bool_key_is_told_what_key_takes() -> None:
+    x = _jax().numpy.zeros((2, 3))
+    match = r"key must be a JAX PRNG key or an int seed; got the bool True"
+    with pytest.raises(TypeError, match=match):
+        diffcore.q_sample(SHORT, x, 0, key=True)
