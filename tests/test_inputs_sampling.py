@@ -835,3 +835,52 @@ def test_a_bool_key_is_told_what_key_takes() -> None:
     match = r"key must be a JAX PRNG key or an int seed; got the bool True"
     with pytest.raises(TypeError, match=match):
         diffcore.q_sample(SHORT, x, 0, key=True)
+
+
+# -- NCSN sigma: 0-d arrays are one level, other devices are refused ---------------
+
+
+def _ncsn_calls(x: Any, sigma: Any) -> dict[str, Any]:
+    return {
+        "perturb": lambda: diffcore.perturb(x, sigma, x),
+        "dsm_target": lambda: diffcore.dsm_target(x, x + 1, sigma),
+        "dsm_loss": lambda: diffcore.dsm_loss(x, x, x + 1, sigma),
+    }
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch", "array_api_strict"])
+@pytest.mark.parametrize("function", ["perturb", "dsm_target", "dsm_loss"])
+def test_ncsn_0d_sigma_is_taken_like_a_number(library: str, function: str) -> None:
+    xp: Any = {"numpy": np, "torch": None, "array_api_strict": None}[library]
+    xp = xp or (_torch() if library == "torch" else _strict())
+    x = xp.ones((2, 3), dtype=xp.float32)
+    got = _ncsn_calls(x, xp.asarray(2.0, dtype=xp.float32))[function]()
+    want = _ncsn_calls(x, 2.0)[function]()
+    np.testing.assert_array_equal(to_numpy(got), to_numpy(want))
+    assert got.dtype == want.dtype
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        (-1.0, r"positive and finite; got sigma = -1\.0"),
+        (1e-46, r"float32.*got sigma = 1e-46, which rounds to 0"),
+    ],
+)
+@pytest.mark.parametrize("function", ["perturb", "dsm_target", "dsm_loss"])
+def test_ncsn_0d_sigma_is_checked_like_a_number(
+    bad: float, match: str, function: str
+) -> None:
+    x = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match=match):
+        _ncsn_calls(x, np.asarray(bad))[function]()
+
+
+@pytest.mark.parametrize("function", ["perturb", "dsm_target", "dsm_loss"])
+def test_ncsn_sigma_on_another_device_is_refused(function: str) -> None:
+    torch = _torch()
+    x = torch.ones(2, 3)
+    sigma = torch.ones(2, device="meta")
+    match = r"sigma must be on x's device, cpu; got sigma on meta"
+    with pytest.raises(ValueError, match=match):
+        _ncsn_calls(x, sigma)[function]()
