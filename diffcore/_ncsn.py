@@ -355,7 +355,10 @@ def annealed_langevin(
         dtype and device (TypeError or ValueError otherwise), finite where
         reading it is cheap (ValueError), as in :func:`sample`.
     x : array, shape (B, ...)
-        Starting points (often uniform noise or N(0, sigma_1^2)).
+        Starting points (often uniform noise or N(0, sigma_1^2)), finite
+        where reading them is cheap (ValueError).  Each update is computed
+        in float32 for float16 and bfloat16 and rounded once to x's dtype;
+        a state that overflows it is a ValueError, where reading it is cheap.
     sigmas : array_like, shape (L,)
         Positive, strictly decreasing levels.
     epsilon : float
@@ -399,16 +402,62 @@ def annealed_langevin(
         msg = f"denoise must be a bool; got {denoise!r}"
         raise TypeError(msg)
 
+    _check_finite(xp, "x", x)
+    steps = _step_sizes(float(epsilon), levels)
+
     draw = noise_stream(x, generator)
-    last = float(levels[-1])
-    for sigma in levels.tolist():
-        step = epsilon * (sigma / last) ** 2
+    for sigma, step in zip(levels.tolist(), steps.tolist(), strict=True):
         for _ in range(int(n_steps)):
             z = draw(x)
-            x = x + (0.5 * step) * _scored(xp, score, x, sigma) + math.sqrt(step) * z
+            scored = _scored(xp, score, x, sigma)
+            x = _moved(xp, x, (0.5 * step, scored), (math.sqrt(step), z))
+            _check_state(xp, x, sigma, step)
     if denoise:
-        x = x + last**2 * _scored(xp, score, x, last)
+        last = float(levels[-1])
+        x = _moved(xp, x, (last * last, _scored(xp, score, x, last)))
+        _check_state(xp, x, last, last * last)
     return x
+
+
+def _step_sizes(epsilon: float, levels: Float64Array) -> Float64Array:
+    """alpha_i = epsilon sigma_i^2 / sigma_L^2, refused where not finite."""
+    with np.errstate(over="ignore"):
+        ratios = levels / levels[-1]
+        steps = epsilon * (ratios * ratios)
+    if not np.isfinite(steps[0]):
+        msg = (
+            "epsilon * (sigmas[0] / sigmas[-1])**2, the first Langevin step size, "
+            f"must be finite; got epsilon = {epsilon!r}, sigmas[0] = "
+            f"{float(levels[0])!r} and sigmas[-1] = {float(levels[-1])!r}"
+        )
+        raise ValueError(msg)
+    return steps
+
+
+def _moved(xp: Any, x: Array, *terms: tuple[float, Array]) -> Array:
+    """x plus each weight times its term, in x's compute dtype, rounded once.
+
+    A value beyond x's dtype becomes inf (or NaN) without NumPy's warning;
+    :func:`_check_state` reports it.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        moved = upcast(xp, x)
+        for weight, term in terms:
+            moved = moved + weight * upcast(xp, term)
+        return finish(xp, moved, x.dtype)
+
+
+def _check_state(xp: Any, x: Array, sigma: float, step: float) -> None:
+    """Refuse a Langevin state that left x's dtype, where reading it is cheap."""
+    total = backend_for(x).total(xp, x)
+    if total is None or math.isfinite(total) or bool(xp.all(xp.isfinite(x))):
+        return
+    msg = (
+        f"x overflowed its dtype, {x.dtype}, in the Langevin update at sigma = "
+        f"{sigma!r}, of step size {step!r}; epsilon or the ratio "
+        "sigmas[0] / sigmas[-1] is likely too large"
+    )
+    raise ValueError(msg)
 
 
 def _scored(xp: Any, score: ScoreModel, x: Array, sigma: float) -> Array:

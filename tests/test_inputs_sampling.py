@@ -884,3 +884,48 @@ def test_ncsn_sigma_on_another_device_is_refused(function: str) -> None:
     match = r"sigma must be on x's device, cpu; got sigma on meta"
     with pytest.raises(ValueError, match=match):
         _ncsn_calls(x, sigma)[function]()
+
+
+# -- annealed Langevin: updates in the compute dtype, states checked ---------------
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_annealed_langevin_updates_half_precision_in_float32(library: str) -> None:
+    # 0.5 * step * score = -70000 overflows float16; x + it = -10000 does not.
+    xp: Any = _torch() if library == "torch" else np
+    x = xp.full((2, 2), 60000.0, dtype=xp.float16)
+    out = diffcore.annealed_langevin(lambda x, s: -x, x, [1.0], 7 / 3, 1, generator=0)
+    assert out.dtype == x.dtype
+    np.testing.assert_allclose(to_numpy(out).astype(np.float64), -10000, atol=20)
+
+
+@pytest.mark.parametrize(
+    ("sigmas", "epsilon", "at"), [([1e3, 1e-3], 1.0, "1000.0"), ([1.0], 1e12, "1.0")]
+)
+def test_annealed_langevin_reports_a_state_beyond_the_dtype(
+    sigmas: list[float], epsilon: float, at: str
+) -> None:
+    x = np.zeros((2, 2), np.float16)
+    match = rf"x overflowed its dtype, float16, .* at sigma = {at}.*epsilon"
+    with pytest.raises(ValueError, match=match):
+        diffcore.annealed_langevin(lambda x, s: -x, x, sigmas, epsilon, 1, generator=0)
+
+
+@pytest.mark.parametrize("bad", [math.nan, -math.inf])
+def test_annealed_langevin_refuses_a_starting_x_that_is_not_finite(
+    bad: float,
+) -> None:
+    def score(x: Any, sigma: float) -> Any:
+        raise AssertionError("the score was called")
+
+    x = np.array([[0.0, bad]])
+    with pytest.raises(ValueError, match=r"^x must be finite"):
+        diffcore.annealed_langevin(score, x, [1.0], 0.1, 1, generator=0)
+
+
+def test_annealed_langevin_refuses_an_infinite_step_size() -> None:
+    match = r"the first Langevin step size, must be finite; got epsilon = 1\.0"
+    with pytest.raises(ValueError, match=match):
+        diffcore.annealed_langevin(
+            lambda x, s: -x, np.zeros((1, 2)), [1e200, 1e-200], 1.0, 1, generator=0
+        )
