@@ -423,7 +423,7 @@ def _step_sizes(epsilon: float, levels: Float64Array) -> Float64Array:
     """alpha_i = epsilon sigma_i^2 / sigma_L^2, refused where not finite."""
     with np.errstate(over="ignore"):
         ratios = levels / levels[-1]
-        steps = epsilon * (ratios * ratios)
+        steps: Float64Array = epsilon * (ratios * ratios)
     if not np.isfinite(steps[0]):
         msg = (
             "epsilon * (sigmas[0] / sigmas[-1])**2, the first Langevin step size, "

@@ -119,7 +119,9 @@ def check_jax_key(name: str, key: Any) -> Any:
     if not typed and key.dtype != jax.numpy.uint32:
         msg = f"{name} must be a JAX PRNG key; got an array of dtype {key.dtype}"
         raise TypeError(msg)
-    data = () if typed else _raw_key_shape(jax.config.jax_default_prng_impl)
+    # JAX's Config sets its flags as attributes at run time, untyped.
+    impl = jax.config.jax_default_prng_impl  # type: ignore[attr-defined]
+    data = () if typed else _raw_key_shape(impl)
     shape, size = tuple(key.shape), len(data)
     if size and shape[len(shape) - size :] != data:
         msg = (
