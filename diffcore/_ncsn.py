@@ -118,10 +118,11 @@ def check_sigmas(sigmas: ArrayLike) -> Float64Array:
 
 
 def _sigma_like(xp: Any, sigma: Any, x: Array) -> Any:
-    """sigma as a positive float, or a (B,) array broadcast on x.
+    """sigma as a positive float, a 0-d array, or a (B,) array broadcast on x.
 
     Every entry is checked positive and finite where reading it is cheap
-    (numbers, lists, host arrays, CPU tensors), whatever its library.
+    (numbers, lists, host arrays, CPU tensors), whatever its library.  A
+    0-d array of x's library stands for one level, as a number does.
     """
     real = (int, float, np.integer, np.floating)
     if isinstance(sigma, real) and not isinstance(sigma, (bool, np.bool_)):
@@ -132,24 +133,36 @@ def _sigma_like(xp: Any, sigma: Any, x: Array) -> Any:
         _check_representable(np, np.asarray([float(sigma)]), host, "sigma")
         return float(sigma)
     values = _sigma_array(xp, sigma, x)
+    if values.ndim == 0:
+        _check_levels(xp, xp.reshape(values, (1,)), x, "sigma")
+        return upcast(xp, values)
     if x.ndim == 0 or values.ndim != 1 or values.shape[0] != x.shape[0]:
         batch = f"B = {x.shape[0]}" if x.ndim else "a number for 0-d x"
         msg = (
-            f"sigma must be a number or have shape (B,) with {batch}; "
+            f"sigma must be a number or have shape () or (B,) with {batch}; "
             f"got shape {tuple(values.shape)}"
         )
         raise ValueError(msg)
-    if backend_for(values).readable(values):
-        bad = ~((values > 0) & xp.isfinite(values))
-        if bool(xp.any(bad)):
-            i = int(xp.argmax(xp.astype(bad, xp.int8)))
-            msg = (
-                f"sigma must be positive and finite; got sigma[{i}] = "
-                f"{float(values[i])!r}"
-            )
-            raise ValueError(msg)
-        _check_representable(xp, values, compute_dtype(xp, x.dtype))
+    _check_levels(xp, values, x)
     return expand(xp, upcast(xp, values), x.ndim)
+
+
+def _check_levels(xp: Any, values: Any, x: Array, name: str = "") -> None:
+    """Refuse levels (a vector) that are not positive, finite and representable.
+
+    Only where reading them is cheap; ``name`` is given for one level.
+    """
+    if not backend_for(values).readable(values):
+        return
+    bad = ~((values > 0) & xp.isfinite(values))
+    if bool(xp.any(bad)):
+        i = int(xp.argmax(xp.astype(bad, xp.int8)))
+        msg = (
+            f"sigma must be positive and finite; got {name or f'sigma[{i}]'} = "
+            f"{float(values[i])!r}"
+        )
+        raise ValueError(msg)
+    _check_representable(xp, values, compute_dtype(xp, x.dtype), name)
 
 
 def _check_representable(xp: Any, values: Any, dtype: Any, name: str = "") -> None:
@@ -189,6 +202,12 @@ def _sigma_array(xp: Any, sigma: Any, x: Array) -> Array:
         sigma = xp.asarray(sigma, device=compat.device(x))
     namespace(x=x, sigma=sigma)
     check_floating(xp, "sigma", sigma)
+    if compat.device(sigma) != compat.device(x):
+        msg = (
+            f"sigma must be on x's device, {compat.device(x)}; got sigma on "
+            f"{compat.device(sigma)}"
+        )
+        raise ValueError(msg)
     return sigma
 
 
@@ -202,8 +221,9 @@ def perturb(x: Array, sigma: Any, noise: Array) -> Array:
     Parameters
     ----------
     x, noise : arrays of one shape (B, ...), dtype and device
-    sigma : float or array of shape (B,)
-        Positive noise level(s), one per sample when an array.
+    sigma : float or array of shape () or (B,)
+        Positive noise level(s), one per sample when of shape (B,); an
+        array of x's library and device.
 
     Returns
     -------
@@ -234,7 +254,7 @@ def dsm_target(x: Array, x_tilde: Array, sigma: Any) -> Array:
     Parameters
     ----------
     x, x_tilde : arrays of one shape (B, ...), dtype and device
-    sigma : float or array of shape (B,)
+    sigma : float or array of shape () or (B,)
 
     Returns
     -------
@@ -275,7 +295,7 @@ def dsm_loss(score: Array, x: Array, x_tilde: Array, sigma: Any) -> Array:
     score : array, shape (B, ...)
         s_theta(x~, sigma), of x's shape, dtype and device.
     x, x_tilde : arrays of one shape (B, ...)
-    sigma : float or array of shape (B,)
+    sigma : float or array of shape () or (B,)
 
     Returns
     -------
@@ -335,7 +355,10 @@ def annealed_langevin(
         dtype and device (TypeError or ValueError otherwise), finite where
         reading it is cheap (ValueError), as in :func:`sample`.
     x : array, shape (B, ...)
-        Starting points (often uniform noise or N(0, sigma_1^2)).
+        Starting points (often uniform noise or N(0, sigma_1^2)), finite
+        where reading them is cheap (ValueError).  Each update is computed
+        in float32 for float16 and bfloat16 and rounded once to x's dtype;
+        a state that overflows it is a ValueError, where reading it is cheap.
     sigmas : array_like, shape (L,)
         Positive, strictly decreasing levels.
     epsilon : float
@@ -379,16 +402,62 @@ def annealed_langevin(
         msg = f"denoise must be a bool; got {denoise!r}"
         raise TypeError(msg)
 
+    _check_finite(xp, "x", x)
+    steps = _step_sizes(float(epsilon), levels)
+
     draw = noise_stream(x, generator)
-    last = float(levels[-1])
-    for sigma in levels.tolist():
-        step = epsilon * (sigma / last) ** 2
+    for sigma, step in zip(levels.tolist(), steps.tolist(), strict=True):
         for _ in range(int(n_steps)):
             z = draw(x)
-            x = x + (0.5 * step) * _scored(xp, score, x, sigma) + math.sqrt(step) * z
+            scored = _scored(xp, score, x, sigma)
+            x = _moved(xp, x, (0.5 * step, scored), (math.sqrt(step), z))
+            _check_state(xp, x, sigma, step)
     if denoise:
-        x = x + last**2 * _scored(xp, score, x, last)
+        last = float(levels[-1])
+        x = _moved(xp, x, (last * last, _scored(xp, score, x, last)))
+        _check_state(xp, x, last, last * last)
     return x
+
+
+def _step_sizes(epsilon: float, levels: Float64Array) -> Float64Array:
+    """alpha_i = epsilon sigma_i^2 / sigma_L^2, refused where not finite."""
+    with np.errstate(over="ignore"):
+        ratios = levels / levels[-1]
+        steps: Float64Array = epsilon * (ratios * ratios)
+    if not np.isfinite(steps[0]):
+        msg = (
+            "epsilon * (sigmas[0] / sigmas[-1])**2, the first Langevin step size, "
+            f"must be finite; got epsilon = {epsilon!r}, sigmas[0] = "
+            f"{float(levels[0])!r} and sigmas[-1] = {float(levels[-1])!r}"
+        )
+        raise ValueError(msg)
+    return steps
+
+
+def _moved(xp: Any, x: Array, *terms: tuple[float, Array]) -> Array:
+    """x plus each weight times its term, in x's compute dtype, rounded once.
+
+    A value beyond x's dtype becomes inf (or NaN) without NumPy's warning;
+    :func:`_check_state` reports it.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        moved = upcast(xp, x)
+        for weight, term in terms:
+            moved = moved + weight * upcast(xp, term)
+        return finish(xp, moved, x.dtype)
+
+
+def _check_state(xp: Any, x: Array, sigma: float, step: float) -> None:
+    """Refuse a Langevin state that left x's dtype, where reading it is cheap."""
+    total = backend_for(x).total(xp, x)
+    if total is None or math.isfinite(total) or bool(xp.all(xp.isfinite(x))):
+        return
+    msg = (
+        f"x overflowed its dtype, {x.dtype}, in the Langevin update at sigma = "
+        f"{sigma!r}, of step size {step!r}; epsilon or the ratio "
+        "sigmas[0] / sigmas[-1] is likely too large"
+    )
+    raise ValueError(msg)
 
 
 def _scored(xp: Any, score: ScoreModel, x: Array, sigma: float) -> Array:

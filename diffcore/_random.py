@@ -6,6 +6,7 @@ library for them, through the library's backend (``docs/backends.md``).
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from typing import Any
@@ -80,7 +81,12 @@ def check_seed(name: str, seed: Any) -> Any:
     Every integer type counts (``numpy.int64`` like ``int``), bools do not.
     """
     if isinstance(seed, (bool, np.bool_)):
-        msg = f"{name} must be a seed, a generator or None; got the bool {seed}"
+        # key= is JAX's spelling of the source: it takes no generator object.
+        if name == "key":
+            accepted = "a JAX PRNG key or an int seed"
+        else:
+            accepted = "a seed, a generator or None"
+        msg = f"{name} must be {accepted}; got the bool {seed}"
         raise TypeError(msg)
     if not isinstance(seed, (int, np.integer)):
         return seed
@@ -94,8 +100,9 @@ def check_jax_key(name: str, key: Any) -> Any:
     """One JAX PRNG key, from a key or an int seed; name is the argument's.
 
     A typed key (``jax.random.key``) has shape (); a raw one
-    (``jax.random.PRNGKey``) is uint32 of shape (2,).  Anything else,
-    a batch of keys included, is refused.
+    (``jax.random.PRNGKey``) is uint32 of the default implementation's
+    key-data shape, (2,) for threefry.  Anything else, a batch of keys
+    included, is refused.
     """
     import jax
 
@@ -112,14 +119,35 @@ def check_jax_key(name: str, key: Any) -> Any:
     if not typed and key.dtype != jax.numpy.uint32:
         msg = f"{name} must be a JAX PRNG key; got an array of dtype {key.dtype}"
         raise TypeError(msg)
-    batch = key.shape if typed else key.shape[:-1]
+    # JAX's Config sets its flags as attributes at run time, untyped.
+    impl = jax.config.jax_default_prng_impl  # type: ignore[attr-defined]
+    data = () if typed else _raw_key_shape(impl)
+    shape, size = tuple(key.shape), len(data)
+    if size and shape[len(shape) - size :] != data:
+        msg = (
+            f"{name} as raw JAX key data must have shape {data}; got shape {shape} "
+            "(make one with jax.random.key(seed) or jax.random.PRNGKey(seed))"
+        )
+        raise ValueError(msg)
+    batch = shape[: len(shape) - size]
     if batch:
         msg = (
             f"{name} must be a single JAX PRNG key; got a batch of keys of shape "
-            f"{tuple(batch)} (pass one of them, such as {name}[0])"
+            f"{batch} (pass one of them, such as {name}[0])"
         )
         raise ValueError(msg)
     return key
+
+
+@functools.cache
+def _raw_key_shape(impl: str) -> tuple[int, ...]:
+    """The key-data shape of JAX's default PRNG implementation, named impl.
+
+    Read from the shape of ``jax.random.PRNGKey``, traced without running.
+    """
+    import jax
+
+    return tuple(jax.eval_shape(jax.random.PRNGKey, 0).shape)
 
 
 def is_seed(value: Any) -> bool:

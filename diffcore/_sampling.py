@@ -1034,7 +1034,7 @@ def sample(
 
     Every option is checked before the model is first called, and so is
     the source of noise where a step needs one (its first draw is made
-    then).
+    then); x_T is checked finite where reading it is cheap (ValueError).
 
     Returns
     -------
@@ -1066,6 +1066,7 @@ def sample(
     steps = _check_sampler_timesteps(timesteps, len(schedule), method)
     dynamic_threshold = _check_processing(clip_denoised, dynamic_threshold)
     _, xp, _ = _setup(schedule, 0, "x_T", x_T)
+    _check_finite(xp, "x_T", x_T)
     draw = _noise_source(generator, len(steps), x_T)
     noisy = method == "ddpm" or eta > 0
     first = draw(0, x_T) if noisy else None

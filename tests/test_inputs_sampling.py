@@ -777,3 +777,155 @@ def test_half_precision_steps_are_rounded_once() -> None:
     # so almost every entry is the correctly rounded one (it was about a third)
     assert int((ddim != exact.half()).sum()) <= 8
     assert int((ddpm != exact_ddpm.half()).sum()) <= 8
+
+
+# -- starting states are checked finite --------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["ddpm", "ddim", "dpmpp_2m"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_sample_refuses_an_x_T_that_is_not_finite(method: str, bad: float) -> None:
+    x_T = np.array([[0.0, bad, 1.0]])
+    with pytest.raises(ValueError, match=r"x_T must be finite"):
+        diffcore.sample(SHORT, lambda x, t: np.zeros_like(x), x_T, method=method)
+
+
+# -- raw JAX key data must have the default implementation's shape -----------------
+
+
+def _keyed_calls(key: Any) -> dict[str, Any]:
+    """Every entry point that takes a JAX key, called with key on JAX arrays."""
+    x = _jax().numpy.zeros((2, 3))
+    return {
+        "sample": lambda: diffcore.sample(SHORT, lambda x, t: 0 * x, x, generator=key),
+        "annealed_langevin": lambda: diffcore.annealed_langevin(
+            lambda x, s: 0 * x, x, [1.0], 0.1, 1, generator=key
+        ),
+        "variational_bound": lambda: diffcore.variational_bound(
+            SHORT, lambda x, t: (0 * x, 0 * x), x - 1, generator=key
+        ),
+        "q_sample": lambda: diffcore.q_sample(SHORT, x, 0, key=key),
+    }
+
+
+@pytest.mark.parametrize(
+    "call", ["sample", "annealed_langevin", "variational_bound", "q_sample"]
+)
+@pytest.mark.parametrize("shape", [(3,), (4,), (0,), ()])
+def test_raw_jax_key_data_of_a_wrong_shape_is_refused(
+    call: str, shape: tuple[int, ...]
+) -> None:
+    jax = _jax()
+    key = jax.numpy.zeros(shape, jax.numpy.uint32)
+    name = "key" if call == "q_sample" else "generator"
+    got = ", ".join(map(str, shape))
+    match = rf"{name} as raw JAX key data must have shape \(2,\); got shape \({got}"
+    with pytest.raises(ValueError, match=match):
+        _keyed_calls(key)[call]()
+
+
+def test_raw_jax_key_data_of_the_right_shape_is_taken() -> None:
+    jax = _jax()
+    for call in _keyed_calls(jax.random.PRNGKey(0)).values():
+        call()
+
+
+def test_a_bool_key_is_told_what_key_takes() -> None:
+    x = _jax().numpy.zeros((2, 3))
+    match = r"key must be a JAX PRNG key or an int seed; got the bool True"
+    with pytest.raises(TypeError, match=match):
+        diffcore.q_sample(SHORT, x, 0, key=True)
+
+
+# -- NCSN sigma: 0-d arrays are one level, other devices are refused ---------------
+
+
+def _ncsn_calls(x: Any, sigma: Any) -> dict[str, Any]:
+    return {
+        "perturb": lambda: diffcore.perturb(x, sigma, x),
+        "dsm_target": lambda: diffcore.dsm_target(x, x + 1, sigma),
+        "dsm_loss": lambda: diffcore.dsm_loss(x, x, x + 1, sigma),
+    }
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch", "array_api_strict"])
+@pytest.mark.parametrize("function", ["perturb", "dsm_target", "dsm_loss"])
+def test_ncsn_0d_sigma_is_taken_like_a_number(library: str, function: str) -> None:
+    xp: Any = {"numpy": np, "torch": None, "array_api_strict": None}[library]
+    xp = xp or (_torch() if library == "torch" else _strict())
+    x = xp.ones((2, 3), dtype=xp.float32)
+    got = _ncsn_calls(x, xp.asarray(2.0, dtype=xp.float32))[function]()
+    want = _ncsn_calls(x, 2.0)[function]()
+    np.testing.assert_array_equal(to_numpy(got), to_numpy(want))
+    assert got.dtype == want.dtype
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        (-1.0, r"positive and finite; got sigma = -1\.0"),
+        (1e-46, r"float32.*got sigma = 1e-46, which rounds to 0"),
+    ],
+)
+@pytest.mark.parametrize("function", ["perturb", "dsm_target", "dsm_loss"])
+def test_ncsn_0d_sigma_is_checked_like_a_number(
+    bad: float, match: str, function: str
+) -> None:
+    x = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match=match):
+        _ncsn_calls(x, np.asarray(bad))[function]()
+
+
+@pytest.mark.parametrize("function", ["perturb", "dsm_target", "dsm_loss"])
+def test_ncsn_sigma_on_another_device_is_refused(function: str) -> None:
+    torch = _torch()
+    x = torch.ones(2, 3)
+    sigma = torch.ones(2, device="meta")
+    match = r"sigma must be on x's device, cpu; got sigma on meta"
+    with pytest.raises(ValueError, match=match):
+        _ncsn_calls(x, sigma)[function]()
+
+
+# -- annealed Langevin: updates in the compute dtype, states checked ---------------
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_annealed_langevin_updates_half_precision_in_float32(library: str) -> None:
+    # 0.5 * step * score = -70000 overflows float16; x + it = -10000 does not.
+    xp: Any = _torch() if library == "torch" else np
+    x = xp.full((2, 2), 60000.0, dtype=xp.float16)
+    out = diffcore.annealed_langevin(lambda x, s: -x, x, [1.0], 7 / 3, 1, generator=0)
+    assert out.dtype == x.dtype
+    np.testing.assert_allclose(to_numpy(out).astype(np.float64), -10000, atol=20)
+
+
+@pytest.mark.parametrize(
+    ("sigmas", "epsilon", "at"), [([1e3, 1e-3], 1.0, "1000.0"), ([1.0], 1e12, "1.0")]
+)
+def test_annealed_langevin_reports_a_state_beyond_the_dtype(
+    sigmas: list[float], epsilon: float, at: str
+) -> None:
+    x = np.zeros((2, 2), np.float16)
+    match = rf"x overflowed its dtype, float16, .* at sigma = {at}.*epsilon"
+    with pytest.raises(ValueError, match=match):
+        diffcore.annealed_langevin(lambda x, s: -x, x, sigmas, epsilon, 1, generator=0)
+
+
+@pytest.mark.parametrize("bad", [math.nan, -math.inf])
+def test_annealed_langevin_refuses_a_starting_x_that_is_not_finite(
+    bad: float,
+) -> None:
+    def score(x: Any, sigma: float) -> Any:
+        raise AssertionError("the score was called")
+
+    x = np.array([[0.0, bad]])
+    with pytest.raises(ValueError, match=r"^x must be finite"):
+        diffcore.annealed_langevin(score, x, [1.0], 0.1, 1, generator=0)
+
+
+def test_annealed_langevin_refuses_an_infinite_step_size() -> None:
+    match = r"the first Langevin step size, must be finite; got epsilon = 1\.0"
+    with pytest.raises(ValueError, match=match):
+        diffcore.annealed_langevin(
+            lambda x, s: -x, np.zeros((1, 2)), [1e200, 1e-200], 1.0, 1, generator=0
+        )
