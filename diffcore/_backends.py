@@ -89,6 +89,15 @@ class Backend:
         )
         raise TypeError(msg)
 
+    def seeded(self, x: Array, seed: int) -> Any:
+        """A source of randomness for x's library, seeded once, for a whole loop.
+
+        ``standard_normal`` draws from it in turn, so the steps of a loop get
+        fresh noise from one seed.  The default is NumPy's generator, which
+        the built-in host backends take.
+        """
+        return np.random.default_rng(seed)
+
     def linear(
         self, xp: Namespace, terms: Terms, dtype: Any, out: Array | None = None
     ) -> Array:

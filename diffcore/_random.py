@@ -7,7 +7,6 @@ library for them, through the library's backend (``docs/backends.md``).
 from __future__ import annotations
 
 import functools
-import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -169,22 +168,8 @@ def noise_stream(x: Array, generator: Any) -> Callable[[Array], Array]:
             return lambda like: check_jax_key("generator", None)
         return _jax_stream(check_jax_key("generator", generator))
     if isinstance(generator, int):
-        generator = _seeded(x, generator)
+        generator = backend_for(x).seeded(x, generator)
     return lambda like: standard_normal_like(like, generator)
-
-
-def _seeded(x: Array, seed: int) -> Any:
-    """A generator object of x's library seeded with seed."""
-    name = library(x)
-    if name == "torch":
-        import torch
-
-        return torch.Generator(device=x.device).manual_seed(seed)
-    if name == "cupy":
-        # Loaded already (x is a CuPy array); by name, as CuPy has no stubs.
-        cupy = importlib.import_module("cupy")
-        return cupy.random.default_rng(seed)
-    return np.random.default_rng(seed)
 
 
 def _jax_stream(key: Any) -> Callable[[Array], Array]:

@@ -542,3 +542,24 @@ def test_jax_default_32_bit_mode_gives_no_warning() -> None:
         "    f(x, jnp.asarray(t), x)\n"
     )
     subprocess.run([sys.executable, "-W", "error", "-c", code], check=True)
+
+
+def test_loops_take_their_seeded_source_from_the_backend(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    from diffcore._backends import backend_for
+
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    backend = backend_for(x)
+    made: list[int] = []
+    seeded = backend.seeded
+
+    def counted(x: Any, seed: int) -> Any:
+        made.append(seed)
+        return seeded(x, seed)
+
+    monkeypatch.setattr(backend, "seeded", counted)
+    score = lambda x, sigma: 0 * x  # noqa: E731
+    diffcore.annealed_langevin(score, x, [1.0, 0.5], 0.1, 2, generator=5)
+    assert made == [5]  # one source for the whole loop, from the backend

@@ -52,6 +52,9 @@ class CupyBackend(Backend):
 
     name = "cupy"
 
+    def seeded(self, x: Any, seed: int) -> Any:
+        return cupy.random.default_rng(seed)
+
     def standard_normal(self, x: Any, generator: Any) -> Any:
         if generator is None or (
             isinstance(generator, (int, np.integer)) and not isinstance(generator, bool)

@@ -53,6 +53,9 @@ class TorchBackend(Backend):
 
     name = "torch"
 
+    def seeded(self, x: torch.Tensor, seed: int) -> torch.Generator:
+        return torch.Generator(device=x.device).manual_seed(seed)
+
     def standard_normal(self, x: torch.Tensor, generator: Any) -> torch.Tensor:
         if isinstance(generator, int) and not isinstance(generator, bool):
             if x.device.type == "meta":
