@@ -50,7 +50,9 @@ def refuse_bool_items(name: str, values: Any) -> None:
     if not isinstance(values, (list, tuple)):
         return
     for index, value in enumerate(values):
-        if isinstance(value, (bool, np.bool_)):
+        # a bool, or a 0-d bool array of any library (its dtype's name says)
+        dtype = str(getattr(value, "dtype", ""))
+        if isinstance(value, (bool, np.bool_)) or dtype.endswith("bool"):
             msg = f"{name} must hold numbers, not bools; got {value!r} at [{index}]"
             raise TypeError(msg)
         refuse_bool_items(name, value)

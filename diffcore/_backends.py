@@ -128,7 +128,12 @@ class Backend:
         total = terms[0][0] * up[0]
         for (coef, _), array in zip(terms[1:], up[1:], strict=True):
             total = total + coef * array
-        result = total if total.dtype == dtype else xp.astype(total, dtype)
+        if total.dtype == dtype:
+            result = total
+        else:
+            # Beyond the sample dtype's range is inf, without NumPy's warning.
+            with np.errstate(over="ignore"):
+                result = xp.astype(total, dtype)
         if out is None:
             return result
         out[...] = result
@@ -242,7 +247,7 @@ class NumPyBackend(Backend):
                 msg = "out must be a writeable array; got a read-only NumPy array"
                 raise ValueError(msg)
             if not out.flags.c_contiguous:
-                check_distinct(out.shape, out.strides)
+                check_distinct(out.shape, out.strides, out.itemsize)
         arrays = [array for _, array in terms]
         if compute_dtype(xp, dtype) != dtype or any(
             array.dtype != dtype for array in arrays
@@ -406,19 +411,27 @@ def available() -> list[str]:
     return sorted(names | set(_BUILTIN))
 
 
-def check_distinct(shape: tuple[int, ...], strides: tuple[int, ...]) -> None:
-    """Refuse an ``out`` whose elements share memory (a stride of 0, expanded).
+def check_distinct(
+    shape: tuple[int, ...], strides: tuple[int, ...], unit: int = 1
+) -> None:
+    """Refuse an ``out`` whose elements may share memory (expanded, as_strided).
 
     Writing such an array term by term reads back what another element wrote.
+    Axes taken from the smallest stride up must each step past the span of
+    the ones before (``unit`` is one element: its bytes, or 1 for strides in
+    elements); layouts that interleave axes without overlap are refused too.
     """
-    for size, stride in zip(shape, strides, strict=True):
-        if size > 1 and stride == 0:
+    reach = unit
+    axes = zip(shape, strides, strict=True)
+    for stride, size in sorted((abs(st), n) for n, st in axes if n > 1):
+        if stride < reach:
             msg = (
                 "out must have one memory location per element; got a view "
-                f"with strides {tuple(strides)} for shape {tuple(shape)} "
-                "(an expanded or broadcast array)"
+                f"with strides {tuple(strides)} for shape {tuple(shape)} whose "
+                "elements overlap (an expanded, broadcast or as_strided array)"
             )
             raise ValueError(msg)
+        reach = stride * (size - 1) + reach
 
 
 def backend_for(x: Array) -> Backend:

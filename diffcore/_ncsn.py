@@ -132,6 +132,7 @@ def _sigma_like(xp: Any, sigma: Any, x: Array) -> Any:
         host = np.dtype(_dtypes(xp, x.dtype)[1])
         _check_representable(np, np.asarray([float(sigma)]), host, "sigma")
         return float(sigma)
+    refuse_bool_items("sigma", sigma)
     values = _sigma_array(xp, sigma, x)
     if values.ndim == 0:
         _check_levels(xp, xp.reshape(values, (1,)), x, "sigma")

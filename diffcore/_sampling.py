@@ -521,6 +521,7 @@ def _previous(
         steps = timesteps(xp, clamped, size, x, name="t_prev")
         return steps, expand(xp, xp.astype(final, upcast(xp, x).dtype), x.ndim)
 
+    refuse_bool_items("t_prev", t_prev)
     host = np.asarray(t_prev)
     if not np.issubdtype(host.dtype, np.integer):
         msg = f"t_prev must have an integer dtype; got {host.dtype}"

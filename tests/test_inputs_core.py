@@ -208,11 +208,20 @@ _LIST_CASES = {
     "sigmas": lambda s: diffcore.timesteps_for_sigmas(s, [2.0, True]),
     "betas": lambda s: Schedule.from_betas([0.1, True]),
     "indices": lambda s: s.respace([0, True, 5]),
+    "sigma": lambda s: diffcore.perturb(
+        np.zeros((2, 3)), [1.5, True], np.zeros((2, 3))
+    ),
+    "t_prev": lambda s: diffcore.ddim_step(
+        s, np.zeros((2, 3)), np.zeros((2, 3)), [3, 3], [True, 0]
+    ),
+    "t ": lambda s: diffcore.q_sample(
+        s, np.zeros((2, 3)), [np.array(True), 2], np.zeros((2, 3))
+    ),
 }
 
 
 @pytest.mark.parametrize("name", list(_LIST_CASES))
 def test_a_bool_inside_a_list_is_refused_by_name(name: str) -> None:
     # NumPy reads [2, True] as [2, 1]; a bool alone is refused, so inside too
-    with pytest.raises(TypeError, match=f"{name} must hold numbers, not bools"):
+    with pytest.raises(TypeError, match=f"{name.strip()} must hold numbers, not bools"):
         _LIST_CASES[name](Schedule.linear(100))

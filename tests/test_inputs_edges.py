@@ -59,3 +59,21 @@ def test_messages_show_plain_numbers_not_numpy_reprs() -> None:
         diffcore.discretized_gaussian_log_likelihood(x_0, zeros, zeros)
     assert "np.float64" not in str(info.value)
     assert "from -1.5 to 0.3" in str(info.value)
+
+
+def test_half_precision_results_beyond_the_dtype_are_inf_without_a_warning() -> None:
+    s = diffcore.Schedule.linear(1000)
+    big = np.full(2, 65000.0, np.float16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x_t = diffcore.q_sample(s, big, 1, big)
+        step = diffcore.ddim_step(s, np.zeros(2, np.float16), x_t, 999, -1)
+    assert np.isinf(x_t).all() and x_t.dtype == np.float16
+    assert step.x_prev.dtype == np.float16
+
+
+def test_loops_on_meta_tensors_take_an_int_seed() -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    x = torch.zeros(2, 3, device="meta")
+    out = diffcore.annealed_langevin(lambda x, s: 0 * x, x, [1.0], 1.0, 1, generator=0)
+    assert out.is_meta and out.shape == (2, 3)

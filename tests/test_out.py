@@ -421,3 +421,17 @@ def test_numpy_out_whose_elements_share_memory_is_named() -> None:
     wide = np.zeros((4, 10))[:, ::2]
     got = diffcore.q_sample(SCHEDULE, x, 3, x, out=wide)
     np.testing.assert_array_equal(got, diffcore.q_sample(SCHEDULE, x, 3, x))
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_out_whose_elements_overlap_with_nonzero_strides_is_named(library: str) -> None:
+    x, noise = np.arange(16.0).reshape(4, 4), np.ones((4, 4))
+    if library == "torch":
+        torch = pytest.importorskip("torch", reason="torch is not installed")
+        x, noise = torch.from_numpy(x), torch.from_numpy(noise)
+        out = torch.zeros(7, dtype=torch.float64).as_strided((4, 4), (1, 1))
+    else:
+        base = np.zeros(7)
+        out = np.lib.stride_tricks.as_strided(base, (4, 4), (8, 8), writeable=True)
+    with pytest.raises(ValueError, match="whose elements overlap"):
+        diffcore.q_sample(SCHEDULE, x, 500, noise, out=out)

@@ -53,7 +53,9 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def seeded(self, x: torch.Tensor, seed: int) -> torch.Generator:
+    def seeded(self, x: torch.Tensor, seed: int) -> torch.Generator | None:
+        if x.is_meta:
+            return None  # meta tensors hold no values: no generator to seed
         return torch.Generator(device=x.device).manual_seed(seed)
 
     def standard_normal(self, x: torch.Tensor, generator: Any) -> torch.Tensor:
