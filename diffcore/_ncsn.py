@@ -34,7 +34,7 @@ from ._backends import backend_for
 from ._forward import _setup
 from ._random import noise_stream
 from ._reverse import _check_finite
-from ._sampling import _check_real, _check_returned
+from ._sampling import _check_real, _check_returned, _left_dtype
 from ._schedule import Schedule
 
 Float64Array = NDArray[np.float64]
@@ -450,8 +450,7 @@ def _moved(xp: Any, x: Array, *terms: tuple[float, Array]) -> Array:
 
 def _check_state(xp: Any, x: Array, sigma: float, step: float) -> None:
     """Refuse a Langevin state that left x's dtype, where reading it is cheap."""
-    total = backend_for(x).total(xp, x)
-    if total is None or math.isfinite(total) or bool(xp.all(xp.isfinite(x))):
+    if not _left_dtype(xp, x):
         return
     msg = (
         f"x overflowed its dtype, {x.dtype}, in the Langevin update at sigma = "

@@ -1113,9 +1113,27 @@ def sample(
                 schedule, xp, x, x_0_hat, t, t_prev, previous, final_alpha_cumprod
             )
             x, previous = x_new, (x_0_hat, t)
+        _check_state(xp, x, t, t_prev)
         if progress is not None:
             progress(i, t, x)
     return x
+
+
+def _left_dtype(xp: Namespace, x: Array) -> bool:
+    """Whether a loop's state holds inf or NaN (False where reading is costly)."""
+    total = backend_for(x).total(xp, x)
+    return not (total is None or math.isfinite(total) or bool(xp.all(xp.isfinite(x))))
+
+
+def _check_state(xp: Namespace, x: Array, t: int, t_prev: int) -> None:
+    """Refuse a state that left x's dtype (the model is then not to blame)."""
+    if not _left_dtype(xp, x):
+        return
+    msg = (
+        f"x overflowed its dtype, {x.dtype}, in the step from t = {t} to "
+        f"t_prev = {t_prev}; sample in a wider dtype (float32) or check x_T's scale"
+    )
+    raise ValueError(msg)
 
 
 def _check_returned(output: Any, x: Array, when: str, name: str = "model") -> None:

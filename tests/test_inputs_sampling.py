@@ -929,3 +929,10 @@ def test_annealed_langevin_refuses_an_infinite_step_size() -> None:
         diffcore.annealed_langevin(
             lambda x, s: -x, np.zeros((1, 2)), [1e200, 1e-200], 1.0, 1, generator=0
         )
+
+
+def test_sample_names_a_state_that_overflows_its_dtype() -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    x_T = torch.full((2,), 1000.0, dtype=torch.float16)
+    with pytest.raises(ValueError, match=r"x overflowed its dtype, torch.float16"):
+        diffcore.sample(LINEAR, lambda x, t: 0 * x, x_T, [999, 899, 0], method="ddim")
