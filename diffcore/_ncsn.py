@@ -134,9 +134,11 @@ def _sigma_like(xp: Any, sigma: Any, x: Array) -> Any:
         return float(sigma)
     refuse_bool_items("sigma", sigma)
     values = _sigma_array(xp, sigma, x)
+    # Rounded once to x's compute dtype, as a number is: results keep x's dtype.
+    work = compute_dtype(xp, x.dtype)
     if values.ndim == 0:
         _check_levels(xp, xp.reshape(values, (1,)), x, "sigma")
-        return upcast(xp, values)
+        return values if values.dtype == work else xp.astype(values, work)
     if x.ndim == 0 or values.ndim != 1 or values.shape[0] != x.shape[0]:
         batch = f"B = {x.shape[0]}" if x.ndim else "a number for 0-d x"
         msg = (
@@ -145,7 +147,8 @@ def _sigma_like(xp: Any, sigma: Any, x: Array) -> Any:
         )
         raise ValueError(msg)
     _check_levels(xp, values, x)
-    return expand(xp, upcast(xp, values), x.ndim)
+    values = values if values.dtype == work else xp.astype(values, work)
+    return expand(xp, values, x.ndim)
 
 
 def _check_levels(xp: Any, values: Any, x: Array, name: str = "") -> None:

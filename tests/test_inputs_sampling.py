@@ -936,3 +936,14 @@ def test_sample_names_a_state_that_overflows_its_dtype() -> None:
     x_T = torch.full((2,), 1000.0, dtype=torch.float16)
     with pytest.raises(ValueError, match=r"x overflowed its dtype, torch.float16"):
         diffcore.sample(LINEAR, lambda x, t: 0 * x, x_T, [999, 899, 0], method="ddim")
+
+
+@pytest.mark.parametrize(
+    "sigma", [2.0, np.asarray(2.0), [2.0, 2.0], np.array([2.0, 2.0])], ids=str
+)
+def test_dsm_loss_keeps_the_dtype_of_x_whatever_form_sigma_takes(sigma: Any) -> None:
+    x = np.zeros((2, 3), np.float32)
+    loss = diffcore.dsm_loss(x, x, x + np.float32(0.1), sigma)
+    assert loss.dtype == np.float32
+    want = diffcore.dsm_loss(x, x, x + np.float32(0.1), 2.0)
+    np.testing.assert_allclose(loss, want, rtol=1e-6)
