@@ -34,8 +34,8 @@ from ._backends import backend_for
 from ._forward import _setup
 from ._random import noise_stream
 from ._reverse import _check_finite
-from ._sampling import _check_real, _check_returned, _left_dtype
-from ._schedule import Schedule
+from ._sampling import _check_returned, _left_dtype
+from ._schedule import Schedule, _check_real
 
 Float64Array = NDArray[np.float64]
 ScoreModel = Callable[[Array, float], Array]
@@ -78,8 +78,8 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, L: int) -> Float64Array
     if L < 2:
         msg = f"L must be at least 2; got {L}"
         raise ValueError(msg)
-    sigma_max = _check_real("sigma_max", sigma_max)
-    sigma_min = _check_real("sigma_min", sigma_min)
+    sigma_max = _check_real("sigma_max", sigma_max, finite=False)
+    sigma_min = _check_real("sigma_min", sigma_min, finite=False)
     if not (0 < sigma_min < sigma_max < math.inf):
         msg = (
             "sigma_max and sigma_min must satisfy 0 < sigma_min < sigma_max < inf; "
@@ -393,7 +393,7 @@ def annealed_langevin(
     xp = namespace(x=x)
     check_floating(xp, "x", x)
     levels = check_sigmas(sigmas)
-    if not 0 < _check_real("epsilon", epsilon) < math.inf:
+    if not 0 < _check_real("epsilon", epsilon, finite=False) < math.inf:
         msg = f"epsilon must be a positive finite step size; got {epsilon!r}"
         raise ValueError(msg)
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)):

@@ -49,7 +49,7 @@ from ._reverse import (
     p_mean_variance,
     predict_x_0_eps,
 )
-from ._schedule import Schedule, as_schedule
+from ._schedule import Schedule, _check_real, as_schedule
 
 Spacing = Literal["leading", "trailing", "linspace"]
 FinalAlpha = Literal["one", "first"]
@@ -205,9 +205,9 @@ def karras_sigmas(
     [80.0, 2.5152, 0.002]
     """
     n = _check_count("n", n)
-    sigma_min = _check_real("sigma_min", sigma_min)
-    sigma_max = _check_real("sigma_max", sigma_max)
-    rho = _check_real("rho", rho)
+    sigma_min = _check_real("sigma_min", sigma_min, finite=False)
+    sigma_max = _check_real("sigma_max", sigma_max, finite=False)
+    rho = _check_real("rho", rho, finite=False)
     if not (0.0 < sigma_min < sigma_max < math.inf):
         msg = (
             "sigma_min and sigma_max must satisfy 0 < sigma_min < sigma_max < inf; "
@@ -230,16 +230,6 @@ def karras_sigmas(
         sigmas[-1] = sigma_min
     # Each level lies in [sigma_min, sigma_max]; clipping keeps rounding there.
     return np.clip(sigmas, sigma_min, sigma_max)
-
-
-def _check_real(name: str, value: Any) -> float:
-    """A real number (int or float of any width, not bool) as a Python float."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(
-        value, (int, float, np.integer, np.floating)
-    ):
-        msg = f"{name} must be a real number; got {value!r}"
-        raise TypeError(msg)
-    return float(value)
 
 
 def timesteps_for_sigmas(schedule: Schedule, sigmas: ArrayLike) -> NDArray[np.int64]:

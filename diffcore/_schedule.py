@@ -224,7 +224,7 @@ def _check_real(name: str, value: Any, *, finite: bool = True) -> float:
     try:
         number = float(value)
     except OverflowError:  # a Python int beyond float64
-        number = math.copysign(math.inf, value)
+        number = math.inf if value > 0 else -math.inf
     if finite and not math.isfinite(number):
         msg = f"{name} must be finite; got {number!r}"
         raise ValueError(msg)

@@ -273,7 +273,7 @@ def test_timesteps_for_sigmas_on_zero_terminal_snr_gives_no_warning() -> None:
     [
         ({"rho": math.inf}, ValueError, "rho must be positive and finite; got inf"),
         ({"rho": math.nan}, ValueError, "rho must be positive and finite; got nan"),
-        ({"rho": True}, TypeError, "rho must be a real number; got True"),
+        ({"rho": True}, TypeError, "rho must be a real number; got bool True"),
         ({"sigma_min": "0.01"}, TypeError, "sigma_min must be a real number"),
     ],
 )
@@ -947,3 +947,15 @@ def test_dsm_loss_keeps_the_dtype_of_x_whatever_form_sigma_takes(sigma: Any) -> 
     assert loss.dtype == np.float32
     want = diffcore.dsm_loss(x, x, x + np.float32(0.1), 2.0)
     np.testing.assert_allclose(loss, want, rtol=1e-6)
+
+
+def test_ints_beyond_float64_are_named_not_overflow_errors() -> None:
+    huge = 10**400
+    with pytest.raises(ValueError, match="rho"):
+        diffcore.karras_sigmas(4, 0.01, 80.0, rho=huge)
+    with pytest.raises(ValueError, match="epsilon"):
+        diffcore.annealed_langevin(
+            lambda x, s: -x, np.zeros(2), [1.0], huge, 1, generator=0
+        )
+    with pytest.raises(ValueError, match="sigma_max"):
+        diffcore.geometric_sigmas(huge, 0.01, 10)
