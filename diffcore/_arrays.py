@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import reprlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,22 @@ _NUMPY_IS_COMPLIANT = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
 _NAMESPACES: dict[type, Namespace] = {}
 _INT64 = np.dtype(np.int64)
 _DTYPES: dict[Any, tuple[Any, Any]] = {}
+
+
+def shown(value: Any) -> str:
+    """A value for an error message: NumPy scalars as plain numbers, long reprs cut.
+
+    ``np.float64(-0.5)`` reads as ``-0.5``; a tuple or list shows its items
+    so; anything else is ``reprlib.repr`` (an int of 400 digits is shortened).
+    """
+    if isinstance(value, np.generic):
+        return reprlib.repr(value.item())
+    if isinstance(value, tuple):
+        inner = ", ".join(shown(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, list):
+        return "[" + ", ".join(shown(v) for v in value) + "]"
+    return reprlib.repr(value)
 
 
 def refuse_bool_items(name: str, values: Any) -> None:
@@ -337,7 +354,7 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
             raise ValueError(_range_message(name, size, value, value))
         return _int_steps(value)
     if isinstance(t, float):
-        msg = f"{name} must be an integer timestep; got the float {t!r}"
+        msg = f"{name} must be an integer timestep; got the float {shown(t)}"
         raise TypeError(msg)
 
     if isinstance(t, (list, tuple)) or compat.is_numpy_array(t):

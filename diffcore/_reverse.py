@@ -25,6 +25,7 @@ from ._arrays import (
     from_host,
     gather,
     namespace,
+    shown,
     upcast,
 )
 from ._backends import backend_for
@@ -82,12 +83,11 @@ def _check_processing(clip_denoised: Any, dynamic_threshold: Any) -> float | Non
     if clip_denoised is not None:
         pair = tuple(clip_denoised) if isinstance(clip_denoised, (tuple, list)) else ()
         if len(pair) != 2 or not all(_is_real(v) for v in pair):
-            msg = (
-                f"clip_denoised must be None or a pair (lo, hi); got {clip_denoised!r}"
-            )
+            got = shown(clip_denoised)
+            msg = f"clip_denoised must be None or a pair (lo, hi); got {got}"
             raise TypeError(msg)
         if not pair[0] < pair[1]:
-            msg = f"clip_denoised must have lo < hi; got {clip_denoised!r}"
+            msg = f"clip_denoised must have lo < hi; got {shown(clip_denoised)}"
             raise ValueError(msg)
     if dynamic_threshold is None or isinstance(dynamic_threshold, _Percentile):
         return dynamic_threshold

@@ -30,6 +30,7 @@ from ._arrays import (
     namespace,
     namespace_of,
     refuse_bool_items,
+    shown,
     timesteps,
     upcast,
 )
@@ -933,10 +934,10 @@ def _check_eta(eta: Any) -> None:
         # Rare: NumPy's real scalars are numbers too; no bool is.
         numpy_real = isinstance(eta, (np.integer, np.floating))
         if not numpy_real or isinstance(eta, np.bool_):
-            msg = f"eta must be a float in [0, 1]; got {eta!r}"
+            msg = f"eta must be a float in [0, 1]; got {shown(eta)}"
             raise TypeError(msg)
     if not 0.0 <= eta <= 1.0:
-        msg = f"eta must lie in [0, 1]; got {eta!r}"
+        msg = f"eta must lie in [0, 1]; got {shown(eta)}"
         raise ValueError(msg)
 
 

@@ -77,3 +77,15 @@ def test_loops_on_meta_tensors_take_an_int_seed() -> None:
     x = torch.zeros(2, 3, device="meta")
     out = diffcore.annealed_langevin(lambda x, s: 0 * x, x, [1.0], 1.0, 1, generator=0)
     assert out.is_meta and out.shape == (2, 3)
+
+
+def test_messages_show_numpy_scalars_as_plain_numbers() -> None:
+    s, x = diffcore.Schedule.linear(10), np.zeros(2)
+    with pytest.raises(TypeError, match=r"got the float 3\.0$"):
+        diffcore.q_sample(s, x, np.float64(3.0), x)
+    with pytest.raises(ValueError, match=r"got -0\.5$"):
+        diffcore.ddim_step(s, x, x, 3, 1, eta=np.float64(-0.5))
+    with pytest.raises(ValueError, match=r"got \(1\.0, -1\.0\)$"):
+        diffcore.predict_x_0_eps(
+            s, x, x, 3, clip_denoised=(np.float64(1.0), np.float64(-1.0))
+        )
