@@ -321,7 +321,8 @@ def _check_range(name: str, values: np.ndarray[Any, Any], size: int) -> int | No
 
 
 def _range_message(name: str, size: int, low: Any, high: Any) -> str:
-    got = f"got {low}" if low == high else f"got values from {low} to {high}"
+    low_, high_ = shown(low), shown(high)
+    got = f"got {low_}" if low == high else f"got values from {low_} to {high_}"
     note = " (negative timesteps never wrap around)" if low < 0 else ""
     return f"{name} must lie in [0, {size}); {got}{note}"
 

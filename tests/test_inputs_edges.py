@@ -89,3 +89,10 @@ def test_messages_show_numpy_scalars_as_plain_numbers() -> None:
         diffcore.predict_x_0_eps(
             s, x, x, 3, clip_denoised=(np.float64(1.0), np.float64(-1.0))
         )
+
+
+def test_a_huge_timestep_is_shown_shortened() -> None:
+    x = np.zeros(2)
+    with pytest.raises(ValueError, match=r"t must lie in \[0, 10\); got 1000") as info:
+        diffcore.q_sample(diffcore.Schedule.linear(10), x, 10**1000, x)
+    assert len(str(info.value)) < 120
