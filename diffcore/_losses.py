@@ -20,7 +20,7 @@ from ._forward import _setup
 from ._likelihood import check_values_per_sample, mean_over_dims
 from ._parameterisation import velocity
 from ._random import check_seed
-from ._reverse import PREDICTION_TYPES, check_choice
+from ._reverse import PREDICTION_TYPES, _is_real, check_choice
 from ._schedule import Schedule, as_schedule
 
 Float64Array = NDArray[np.float64]
@@ -162,13 +162,6 @@ def _check_weighting(
         value = math.inf
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(msg)
-
-
-def _is_real(value: Any) -> bool:
-    """A Python or NumPy real scalar, not a bool."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and not (
-        isinstance(value, (bool, np.bool_))
-    )
 
 
 def _weights(
