@@ -38,6 +38,7 @@ import diffcore
 
 SHAPES = [(1, 3, 64, 64), (16, 3, 64, 64), (128, 3, 64, 64), (64, 4, 128, 128)]
 THREADS_ENV = "DIFFCORE_NUM_THREADS"
+NUMBA_ENV = "DIFFCORE_NUMBA"
 # diffcore's NumPy kernel uses threads from this many elements (4 MiB float32).
 THREADED = 1 << 20
 QUICK_SHAPES = [(1, 3, 8, 8), (4, 3, 16, 16)]
@@ -105,21 +106,33 @@ def calls_per_sample(nbytes: int) -> int:
 # -- NumPy ------------------------------------------------------------------
 
 
-def one_thread(fn: Callable[[], Any]) -> Callable[[], Any]:
-    """fn with diffcore's NumPy kernel held to one thread (DIFFCORE_NUM_THREADS=1)."""
+def with_env(fn: Callable[[], Any], name: str, value: str) -> Callable[[], Any]:
+    """fn run with the environment variable ``name`` set to ``value``."""
 
     def run() -> Any:
-        saved = os.environ.get(THREADS_ENV)
-        os.environ[THREADS_ENV] = "1"
+        saved = os.environ.get(name)
+        os.environ[name] = value
         try:
             return fn()
         finally:
             if saved is None:
-                del os.environ[THREADS_ENV]
+                del os.environ[name]
             else:
-                os.environ[THREADS_ENV] = saved
+                os.environ[name] = saved
 
     return run
+
+
+def one_thread(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """fn with diffcore's NumPy kernel held to one thread (DIFFCORE_NUM_THREADS=1)."""
+    return with_env(fn, THREADS_ENV, "1")
+
+
+def numba_found() -> bool:
+    """Whether diffcore's Numba kernel runs here (it needs Numba)."""
+    from diffcore import _fused
+
+    return _fused.available()
 
 
 def numpy_q_sample_row(
@@ -155,6 +168,12 @@ def numpy_q_sample_row(
             contenders["diffcore out=, 1 thread"] = one_thread(
                 lambda: diffcore.q_sample(schedule, x_0, t, noise, out=out)
             )
+            if numba_found():
+                contenders["diffcore out=, no Numba"] = with_env(
+                    lambda: diffcore.q_sample(schedule, x_0, t, noise, out=out),
+                    NUMBA_ENV,
+                    "0",
+                )
     row = Row("q_sample numpy", shape)
     row.times = measure(contenders, repeat, calls_per_sample(x_0.nbytes))
     row.versus = {"improved-diffusion pattern": "diffcore"}
@@ -496,7 +515,7 @@ def _diffusers() -> Any:
 
 
 def versions() -> str:
-    names = ["diffcore", "numpy", "array-api-compat", "torch", "diffusers"]
+    names = ["diffcore", "numpy", "array-api-compat", "numba", "torch", "diffusers"]
     found = []
     for name in names:
         try:
@@ -569,6 +588,10 @@ def targets(rows: list[Row]) -> list[str]:
             if big and single is not None:
                 ratio = single / t["copy"]
                 lines.append(f"- {name}: out= on one thread / copy: {ratio:.2f}")
+            blocked = t.get("diffcore out=, no Numba")
+            if big and blocked is not None:
+                ratio = blocked / t["copy"]
+                lines.append(f"- {name}: out= without Numba / copy: {ratio:.2f}")
         if "diffusers add_noise" in t:
             ratio = t["diffusers add_noise"] / t["diffcore"]
             limit = 3.0 if row.shape == (1, 3, 64, 64) else 2.0

@@ -12,6 +12,8 @@ the input at 16 MiB against 2.5 for two-dimensional blocks with a column of
 coefficients; with threads, the pieces' twice as many ufunc calls contend for
 the GIL and lose).  Every element goes through the same ufuncs in the same order
 whatever the split, so the result is bit-identical to the whole-array form.
+With Numba installed, arrays of ``_fused.MIN_SIZE`` elements or more take
+the one-pass kernel of ``diffcore._fused`` instead (bit-identical as well).
 
 ``DIFFCORE_NUM_THREADS`` sets the number of threads (1 turns threading off);
 by default it is the number of CPUs this process may use, at most 4.
@@ -27,6 +29,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from . import _fused
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -54,10 +58,9 @@ _pool_lock = threading.Lock()
 _local = threading.local()
 
 
-# TODO(#7): 1.9-2.0 copies at 16 MiB in benchmarks/run.py (target 2.0; 1.5-1.6
-# timed back to back, as the copy's own time depends on what ran before);
-# three ufunc passes per block, as NumPy has no fused multiply-add, and one
-# thread alone measures 2.7.
+# TODO(#7): without Numba, 1.7-2.0 copies at 16 MiB in benchmarks/run.py
+# (target 2.0): three ufunc passes per block, as NumPy has no fused
+# multiply-add, and one thread alone measures 2.7.
 def linear(
     terms: Terms, out: np.ndarray[Any, Any], count: int = 1
 ) -> np.ndarray[Any, Any]:
@@ -79,6 +82,10 @@ def linear(
         return out
 
     coefs, flat = rows
+    if out.size >= _fused.MIN_SIZE:
+        columns = np.stack([c.reshape(-1) for c in coefs])
+        if _fused.linear(columns, [array for _, array in terms], out, count):
+            return out
     batch, width = flat.shape
     count = count if out.size >= THREADED else 1
     work: list[Any]

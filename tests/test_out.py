@@ -2,7 +2,8 @@
 
 Also the NumPy kernel behind it (``diffcore._blocked``): cache-sized blocks
 shared among threads must give the whole-array form bit for bit, whatever the
-block layout, the number of threads or the dtype, and must survive ``fork``.
+block layout, the number of threads or the dtype, and must survive ``fork``
+(with the Numba kernel switched off: tests/test_fused.py tests that one).
 """
 
 from __future__ import annotations
@@ -20,11 +21,17 @@ import numpy as np
 import pytest
 
 import diffcore
-from diffcore import _blocked
+from diffcore import _blocked, _fused
 from tests._helpers import to_numpy
 
 SCHEDULE = diffcore.Schedule.linear(1000)
 IMMUTABLE = ("jax", "array_api_compat.dask")
+
+
+@pytest.fixture(autouse=True)
+def _blocked_path_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large NumPy arrays keep the blocked path (tests/test_fused.py: Numba's)."""
+    monkeypatch.setenv(_fused.ENV, "0")
 
 
 def _arrays(xp: ModuleType, shape: tuple[int, ...], count: int) -> list[Any]:
