@@ -12,8 +12,8 @@ the input at 16 MiB against 2.5 for two-dimensional blocks with a column of
 coefficients; with threads, the pieces' twice as many ufunc calls contend for
 the GIL and lose).  Every element goes through the same ufuncs in the same order
 whatever the split, so the result is bit-identical to the whole-array form.
-With Numba installed, arrays of ``_fused.MIN_SIZE`` elements or more take
-the one-pass kernel of ``diffcore._fused`` instead (bit-identical as well).
+With Numba installed, arrays of ``THREADED`` elements or more take the
+one-pass kernel of ``diffcore._fused`` instead (bit-identical as well).
 
 ``DIFFCORE_NUM_THREADS`` sets the number of threads (1 turns threading off);
 by default it is the number of CPUs this process may use, at most 4.
@@ -29,8 +29,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-from . import _fused
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -82,7 +80,9 @@ def linear(
         return out
 
     coefs, flat = rows
-    if out.size >= _fused.MIN_SIZE:
+    if out.size >= THREADED:
+        from . import _fused  # imported with the first large array
+
         columns = np.stack([c.reshape(-1) for c in coefs])
         if _fused.linear(columns, [array for _, array in terms], out, count):
             return out
