@@ -131,7 +131,7 @@ def test_small_arrays_keep_the_ufunc_path(calls: list[bool]) -> None:
 
     diffcore.q_sample(SCHEDULE, x, 3, x)
 
-    assert calls == [False]
+    assert calls == []  # below 2^20 elements the kernel is not even asked
 
 
 def test_float16_keeps_the_generic_path(calls: list[bool]) -> None:
