@@ -45,17 +45,24 @@ _DTYPES: dict[Any, tuple[Any, Any]] = {}
 def shown(value: Any) -> str:
     """A value for an error message: NumPy scalars as plain numbers, long reprs cut.
 
-    ``np.float64(-0.5)`` reads as ``-0.5``; a tuple or list shows its items
-    so; anything else is ``reprlib.repr`` (an int of 400 digits is shortened).
+    ``np.float64(-0.5)`` reads as ``-0.5``; a tuple or list shows its first
+    six items so, then ``...``; anything else is ``reprlib.repr`` (an int of
+    400 digits or a string of 10,000 characters is shortened).
     """
     if isinstance(value, np.generic):
         return reprlib.repr(value.item())
-    if isinstance(value, tuple):
-        inner = ", ".join(shown(v) for v in value)
+    if isinstance(value, (tuple, list)):
+        items = [shown(v) for v in value[:_ITEMS]]
+        if len(value) > _ITEMS:
+            items.append(f"... ({len(value)} items)")
+        inner = ", ".join(items)
+        if isinstance(value, list):
+            return f"[{inner}]"
         return f"({inner},)" if len(value) == 1 else f"({inner})"
-    if isinstance(value, list):
-        return "[" + ", ".join(shown(v) for v in value) + "]"
     return reprlib.repr(value)
+
+
+_ITEMS = 6
 
 
 def refuse_bool_items(name: str, values: Any) -> None:
@@ -70,7 +77,9 @@ def refuse_bool_items(name: str, values: Any) -> None:
         # a bool, or a 0-d bool array of any library (its dtype's name says)
         dtype = str(getattr(value, "dtype", ""))
         if isinstance(value, (bool, np.bool_)) or dtype.endswith("bool"):
-            msg = f"{name} must hold numbers, not bools; got {value!r} at [{index}]"
+            msg = (
+                f"{name} must hold numbers, not bools; got {shown(value)} at [{index}]"
+            )
             raise TypeError(msg)
         refuse_bool_items(name, value)
 

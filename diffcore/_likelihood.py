@@ -20,6 +20,7 @@ from ._arrays import (
     check_like,
     finish,
     namespace,
+    shown,
     upcast,
 )
 from ._forward import _setup, q_mean_variance, q_sample
@@ -246,7 +247,7 @@ def _log_bin_mass(xp: Namespace, lower: Array, upper: Array) -> Array:
 
 def _check_bins(bins: Any) -> int:
     """bins must be an int or NumPy integer (not a bool) of at least 2."""
-    msg = f"bins must be an integer of at least 2; got {bins!r}"
+    msg = f"bins must be an integer of at least 2; got {shown(bins)}"
     if isinstance(bins, (bool, np.bool_)) or not isinstance(bins, (int, np.integer)):
         raise TypeError(msg)
     if bins < 2:
@@ -455,7 +456,7 @@ def prior_bpd(schedule: Schedule, x_0: Array) -> Array:
 
 def _check_decoder(decoder: str) -> None:
     if decoder not in ("discretized", "gaussian"):
-        msg = f"decoder must be 'discretized' or 'gaussian'; got {decoder!r}"
+        msg = f"decoder must be 'discretized' or 'gaussian'; got {shown(decoder)}"
         raise ValueError(msg)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._arrays import Array, _check_range, finish, gather, upcast
+from ._arrays import Array, _check_range, finish, gather, shown, upcast
 from ._forward import _setup
 from ._likelihood import check_values_per_sample, mean_over_dims
 from ._parameterisation import velocity
@@ -314,7 +314,8 @@ def _check_finite_weight(
         return
     bad = sorted(set(host[infinite].tolist()))
     msg = (
-        f"weighting={weighting!r} with prediction_type={prediction_type!r} has an "
+        f"weighting={shown(weighting)} with "
+        f"prediction_type={shown(prediction_type)} has an "
         f"infinite weight at t = {bad} (alpha_bar_t = 0, zero terminal SNR); "
         "predict 'v' or 'sample' (x_0) there, whose weights are finite"
     )
@@ -323,7 +324,7 @@ def _check_finite_weight(
 
 def _check_size(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        msg = f"{name} must be a positive integer; got {value!r}"
+        msg = f"{name} must be a positive integer; got {shown(value)}"
         raise TypeError(msg)
     if value < 1:
         msg = f"{name} must be a positive integer; got {value}"
@@ -474,7 +475,9 @@ class LossHistorySampler(UniformSampler):
     def __init__(self, T: int, history: int = 10, uniform_share: float = 1e-3) -> None:
         super().__init__(T)
         self.history = _check_size("history", history)
-        msg = f"uniform_share must be a real number in (0, 1]; got {uniform_share!r}"
+        msg = (
+            f"uniform_share must be a real number in (0, 1]; got {shown(uniform_share)}"
+        )
         if not _is_real(uniform_share):
             raise TypeError(msg)
         if not 0 < uniform_share <= 1:

@@ -28,6 +28,7 @@ from ._arrays import (
     gather,
     namespace,
     refuse_bool_items,
+    shown,
     upcast,
 )
 from ._backends import backend_for
@@ -73,7 +74,7 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, L: int) -> Float64Array
     [1.0, 0.1, 0.01]
     """
     if isinstance(L, bool) or not isinstance(L, (int, np.integer)):
-        msg = f"L must be an integer number of levels; got {L!r}"
+        msg = f"L must be an integer number of levels; got {shown(L)}"
         raise TypeError(msg)
     if L < 2:
         msg = f"L must be at least 2; got {L}"
@@ -83,7 +84,7 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, L: int) -> Float64Array
     if not (0 < sigma_min < sigma_max < math.inf):
         msg = (
             "sigma_max and sigma_min must satisfy 0 < sigma_min < sigma_max < inf; "
-            f"got sigma_max = {sigma_max!r}, sigma_min = {sigma_min!r}"
+            f"got sigma_max = {shown(sigma_max)}, sigma_min = {shown(sigma_min)}"
         )
         raise ValueError(msg)
     sigmas = np.exp(np.linspace(math.log(sigma_max), math.log(sigma_min), int(L)))
@@ -127,7 +128,7 @@ def _sigma_like(xp: Any, sigma: Any, x: Array) -> Any:
     real = (int, float, np.integer, np.floating)
     if isinstance(sigma, real) and not isinstance(sigma, (bool, np.bool_)):
         if not (0 < float(sigma) < math.inf):
-            msg = f"sigma must be positive and finite; got {sigma!r}"
+            msg = f"sigma must be positive and finite; got {shown(sigma)}"
             raise ValueError(msg)
         host = np.dtype(_dtypes(xp, x.dtype)[1])
         _check_representable(np, np.asarray([float(sigma)]), host, "sigma")
@@ -197,10 +198,10 @@ def _sigma_array(xp: Any, sigma: Any, x: Array) -> Array:
         try:
             sigma = np.asarray(sigma, dtype=np.float64)
         except (TypeError, ValueError):
-            msg = f"sigma must be a number or a sequence of numbers; got {sigma!r}"
+            msg = f"sigma must be a number or a sequence of numbers; got {shown(sigma)}"
             raise TypeError(msg) from None
     if not compat.is_array_api_obj(sigma):
-        msg = f"sigma must be a number or an array of shape (B,); got {sigma!r}"
+        msg = f"sigma must be a number or an array of shape (B,); got {shown(sigma)}"
         raise TypeError(msg)
     if isinstance(sigma, np.ndarray) and xp is not np:
         sigma = xp.asarray(sigma, device=compat.device(x))
@@ -388,22 +389,22 @@ def annealed_langevin(
     Song and Ermon (2019), algorithm 1.
     """
     if not callable(score):
-        msg = f"score must be callable as score(x, sigma); got {score!r}"
+        msg = f"score must be callable as score(x, sigma); got {shown(score)}"
         raise TypeError(msg)
     xp = namespace(x=x)
     check_floating(xp, "x", x)
     levels = check_sigmas(sigmas)
     if not 0 < _check_real("epsilon", epsilon, finite=False) < math.inf:
-        msg = f"epsilon must be a positive finite step size; got {epsilon!r}"
+        msg = f"epsilon must be a positive finite step size; got {shown(epsilon)}"
         raise ValueError(msg)
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)):
-        msg = f"n_steps must be a positive integer; got {n_steps!r}"
+        msg = f"n_steps must be a positive integer; got {shown(n_steps)}"
         raise TypeError(msg)
     if n_steps < 1:
         msg = f"n_steps must be a positive integer; got {n_steps}"
         raise ValueError(msg)
     if not isinstance(denoise, (bool, np.bool_)):
-        msg = f"denoise must be a bool; got {denoise!r}"
+        msg = f"denoise must be a bool; got {shown(denoise)}"
         raise TypeError(msg)
 
     _check_finite(xp, "x", x)
@@ -431,7 +432,7 @@ def _step_sizes(epsilon: float, levels: Float64Array) -> Float64Array:
     if not np.isfinite(steps[0]):
         msg = (
             "epsilon * (sigmas[0] / sigmas[-1])**2, the first Langevin step size, "
-            f"must be finite; got epsilon = {epsilon!r}, sigmas[0] = "
+            f"must be finite; got epsilon = {shown(epsilon)}, sigmas[0] = "
             f"{float(levels[0])!r} and sigmas[-1] = {float(levels[-1])!r}"
         )
         raise ValueError(msg)
@@ -457,7 +458,7 @@ def _check_state(xp: Any, x: Array, sigma: float, step: float) -> None:
         return
     msg = (
         f"x overflowed its dtype, {x.dtype}, in the Langevin update at sigma = "
-        f"{sigma!r}, of step size {step!r}; epsilon or the ratio "
+        f"{shown(sigma)}, of step size {shown(step)}; epsilon or the ratio "
         "sigmas[0] / sigmas[-1] is likely too large"
     )
     raise ValueError(msg)
@@ -469,9 +470,9 @@ def _scored(xp: Any, score: ScoreModel, x: Array, sigma: float) -> Array:
     It is checked finite too, where reading it is cheap, as in :func:`sample`.
     """
     output = score(x, sigma)
-    _check_returned(output, x, f"at sigma = {sigma!r}", name="score")
+    _check_returned(output, x, f"at sigma = {shown(sigma)}", name="score")
     check_like(xp, "x", x=x, score=output)
-    _check_finite(xp, f"score at sigma = {sigma!r}", output)
+    _check_finite(xp, f"score at sigma = {shown(sigma)}", output)
     return output
 
 

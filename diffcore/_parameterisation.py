@@ -20,6 +20,7 @@ from ._arrays import (
     finish,
     gather,
     namespace,
+    shown,
     upcast,
 )
 from ._backends import backend_for
@@ -323,5 +324,5 @@ def _first_bad(name: str, x: Array, bad: Any) -> str:
     where = tuple(int(i) for i in np.argwhere(bad(values))[0])
     value = float(values[where])
     if not where:
-        return f"{name} = {value!r}"
-    return f"{name}[{', '.join(map(str, where))}] = {value!r}"
+        return f"{name} = {shown(value)}"
+    return f"{name}[{', '.join(map(str, where))}] = {shown(value)}"

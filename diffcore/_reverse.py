@@ -55,7 +55,7 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     """Raise a ValueError naming the option unless value is one of choices."""
     if not isinstance(value, str) or value not in choices:
         allowed = ", ".join(repr(c) for c in choices)
-        msg = f"{name} must be one of {allowed}; got {value!r}"
+        msg = f"{name} must be one of {allowed}; got {shown(value)}"
         raise ValueError(msg)
 
 
@@ -77,7 +77,8 @@ def _check_processing(clip_denoised: Any, dynamic_threshold: Any) -> float | Non
     if clip_denoised is not None and dynamic_threshold is not None:
         msg = (
             "pass clip_denoised or dynamic_threshold, not both; got "
-            f"clip_denoised={clip_denoised!r}, dynamic_threshold={dynamic_threshold!r}"
+            f"clip_denoised={shown(clip_denoised)}, "
+            f"dynamic_threshold={shown(dynamic_threshold)}"
         )
         raise ValueError(msg)
     if clip_denoised is not None:
@@ -94,17 +95,17 @@ def _check_processing(clip_denoised: Any, dynamic_threshold: Any) -> float | Non
 
     p = dynamic_threshold
     if not _is_real(p):
-        msg = f"dynamic_threshold must be None or a percentile; got {p!r}"
+        msg = f"dynamic_threshold must be None or a percentile; got {shown(p)}"
         raise TypeError(msg)
     p = float(p)
     if not 0.0 < p <= 100.0:
-        msg = f"dynamic_threshold must be a percentile in (0, 100]; got {p!r}"
+        msg = f"dynamic_threshold must be a percentile in (0, 100]; got {shown(p)}"
         raise ValueError(msg)
     if p <= 1.0:
         msg = (
-            f"dynamic_threshold is a percentile in (0, 100]; got {p!r}, the "
-            f"{p!r}th percentile, which clips x_0_hat to [-1, 1] for almost any "
-            f"model output. For the fraction {p!r} (diffusers' "
+            f"dynamic_threshold is a percentile in (0, 100]; got {shown(p)}, the "
+            f"{shown(p)}th percentile, which clips x_0_hat to [-1, 1] for almost any "
+            f"model output. For the fraction {shown(p)} (diffusers' "
             f"dynamic_thresholding_ratio) pass dynamic_threshold={100.0 * p:g}"
         )
         warnings.warn(msg, UserWarning, stacklevel=3)
@@ -152,7 +153,7 @@ def split_output(
     shape, want = tuple(model_output.shape), tuple(x_t.shape)
     if x_t.ndim < 2:
         msg = (
-            f"x_t must have rank >= 2 for variance_type={variance_type!r}, whose "
+            f"x_t must have rank >= 2 for variance_type={shown(variance_type)}, whose "
             "model_output doubles x_t's channels on axis 1; got x_t of shape "
             f"{want} (and model_output of shape {shape})"
         )
@@ -161,7 +162,7 @@ def split_output(
     if shape != doubled:
         msg = (
             f"model_output must have shape {doubled} for variance_type="
-            f"{variance_type!r}: x_t's shape {want} with its channels (axis 1) "
+            f"{shown(variance_type)}: x_t's shape {want} with its channels (axis 1) "
             f"doubled; got {shape}"
         )
         raise ValueError(msg)

@@ -70,7 +70,7 @@ class Step(NamedTuple):
 
 def _check_count(name: str, value: Any, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        msg = f"{name} must be an int; got {value!r}"
+        msg = f"{name} must be an int; got {shown(value)}"
         raise TypeError(msg)
     if value < low:
         msg = f"{name} must be at least {low}; got {value}"
@@ -136,7 +136,7 @@ def timesteps_for(
     n = _check_count("n", n)
     check_choice("spacing", spacing, SPACINGS)
     if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)):
-        msg = f"offset must be an int; got {offset!r}"
+        msg = f"offset must be an int; got {shown(offset)}"
         raise TypeError(msg)
     if T >= 2**63:
         msg = f"T must be below 2**63, so that timesteps fit in int64; got {T}"
@@ -162,7 +162,7 @@ def timesteps_for(
 
     if steps[-1] < 0 or steps[0] >= T:
         msg = (
-            f"offset = {offset} moves {spacing!r} timesteps for n = {n} outside "
+            f"offset = {offset} moves {shown(spacing)} timesteps for n = {n} outside "
             f"[0, {T}): they would run from {steps[-1]} to {steps[0]}"
         )
         raise ValueError(msg)
@@ -212,11 +212,11 @@ def karras_sigmas(
     if not (0.0 < sigma_min < sigma_max < math.inf):
         msg = (
             "sigma_min and sigma_max must satisfy 0 < sigma_min < sigma_max < inf; "
-            f"got sigma_min={sigma_min!r}, sigma_max={sigma_max!r}"
+            f"got sigma_min={shown(sigma_min)}, sigma_max={shown(sigma_max)}"
         )
         raise ValueError(msg)
     if not 0.0 < rho < math.inf:
-        msg = f"rho must be positive and finite; got {rho!r}"
+        msg = f"rho must be positive and finite; got {shown(rho)}"
         raise ValueError(msg)
 
     # sigma_max (1 + i/(n-1) (e^d - 1))^rho with d = log(sigma_min / sigma_max)
@@ -265,7 +265,7 @@ def timesteps_for_sigmas(schedule: Schedule, sigmas: ArrayLike) -> NDArray[np.in
     schedule = as_schedule(schedule)
     refuse_bool_items("sigmas", sigmas)
     if np.asarray(sigmas).dtype == np.bool_:
-        msg = f"sigmas must be real noise levels, not bools; got {sigmas!r}"
+        msg = f"sigmas must be real noise levels, not bools; got {shown(sigmas)}"
         raise TypeError(msg)
     levels = np.asarray(sigmas, dtype=np.float64)
     if levels.ndim != 1 or levels.size < 1:
@@ -493,7 +493,7 @@ def _previous(
     """
     size = len(schedule)
     if isinstance(t_prev, bool) or isinstance(t_prev, float):
-        msg = f"t_prev must be an integer timestep or -1; got {t_prev!r}"
+        msg = f"t_prev must be an integer timestep or -1; got {shown(t_prev)}"
         raise TypeError(msg)
     if type(t_prev) is int and -1 <= t_prev < size:
         # The common case of a sampler loop, checked without NumPy.
@@ -811,7 +811,7 @@ def dpmpp_2m_step(
 def _check_int(name: str, value: Any) -> int:
     """An integer of any type (not bool) as a Python int, else a TypeError."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        msg = f"{name} must be an int; got {value!r}"
+        msg = f"{name} must be an int; got {shown(value)}"
         raise TypeError(msg)
     return int(value)
 
@@ -958,8 +958,8 @@ def _check_options(
     for name, value, default, used_by in ignored:
         if value != default and method not in used_by.split(" or "):
             msg = (
-                f"{name} applies to method={used_by} only; got {name}={value!r} "
-                f"with method={method!r} (leave it at {default!r})"
+                f"{name} applies to method={used_by} only; got {name}={shown(value)} "
+                f"with method={shown(method)} (leave it at {shown(default)})"
             )
             raise ValueError(msg)
 

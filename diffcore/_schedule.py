@@ -19,7 +19,7 @@ import array_api_compat as compat
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._arrays import refuse_bool_items
+from ._arrays import refuse_bool_items, shown
 
 Float64Array = NDArray[np.float64]
 
@@ -179,12 +179,24 @@ def _as_float64_vector(name: str, values: ArrayLike) -> Float64Array:
     return array.astype(np.float64)
 
 
+# The most steps whose float64 tables (T + 1 entries at most) NumPy can
+# address; a T below it that exceeds memory gets NumPy's MemoryError, which
+# names the size it could not allocate.
+MAX_STEPS = int(np.iinfo(np.intp).max) // 16
+
+
 def _check_steps(T: Any) -> int:
     if isinstance(T, bool) or not isinstance(T, (int, np.integer)):
-        msg = f"T must be an integer number of steps; got {T!r}"
+        msg = f"T must be an integer number of steps; got {shown(T)}"
         raise TypeError(msg)
     if T < 1:
-        msg = f"T must be at least 1; got {T}"
+        msg = f"T must be at least 1; got {shown(T)}"
+        raise ValueError(msg)
+    if T > MAX_STEPS:
+        msg = (
+            f"T must be at most {MAX_STEPS} (float64 tables NumPy can address); "
+            f"got {shown(T)}"
+        )
         raise ValueError(msg)
     return int(T)
 
@@ -219,21 +231,21 @@ def _check_real(name: str, value: Any, *, finite: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(
         value, (int, float, np.integer, np.floating)
     ):
-        msg = f"{name} must be a real number; got {type(value).__name__} {value!r}"
+        msg = f"{name} must be a real number; got {type(value).__name__} {shown(value)}"
         raise TypeError(msg)
     try:
         number = float(value)
     except OverflowError:  # a Python int beyond float64
         number = math.inf if value > 0 else -math.inf
     if finite and not math.isfinite(number):
-        msg = f"{name} must be finite; got {number!r}"
+        msg = f"{name} must be finite; got {shown(number)}"
         raise ValueError(msg)
     return number
 
 
 def _check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
-        msg = f"{name} must be a bool; got {type(value).__name__} {value!r}"
+        msg = f"{name} must be a bool; got {type(value).__name__} {shown(value)}"
         raise TypeError(msg)
     return bool(value)
 
@@ -244,7 +256,7 @@ def _check_unit(name: str, value: Any, *, zero_ok: bool = False) -> float:
     low_ok = value >= 0.0 if zero_ok else value > 0.0
     if not (low_ok and value <= 1.0):
         interval = "[0, 1]" if zero_ok else "(0, 1]"
-        msg = f"{name} must lie in {interval}; got {value!r}"
+        msg = f"{name} must lie in {interval}; got {shown(value)}"
         raise ValueError(msg)
     return float(value)
 
@@ -588,7 +600,7 @@ class Schedule:
         if not callable(log_snr):
             msg = (
                 "log_snr must be a callable mapping u in (0, 1] to log-SNR "
-                f"values; got {type(log_snr).__name__} {log_snr!r}"
+                f"values; got {type(log_snr).__name__} {shown(log_snr)}"
             )
             raise TypeError(msg)
         T = _check_steps(T)
@@ -663,8 +675,8 @@ class Schedule:
             if not 0.0 < scale * value <= 1.0:
                 msg = (
                     f"{name} * 1000 / T = {scale * value!r} must lie in (0, 1]: "
-                    f"scale_by_T=True multiplies beta_start={beta_start!r} and "
-                    f"beta_end={beta_end!r} by 1000 / T, and T = {T}"
+                    f"scale_by_T=True multiplies beta_start={shown(beta_start)} and "
+                    f"beta_end={shown(beta_end)} by 1000 / T, and T = {T}"
                 )
                 raise ValueError(msg)
         return cls.from_betas(np.linspace(scale * beta_start, scale * beta_end, T))
@@ -717,7 +729,7 @@ class Schedule:
         max_beta = _check_unit("max_beta", max_beta)
         s = _check_real("s", s)
         if s < 0.0:
-            msg = f"s must be non-negative; got {s!r}"
+            msg = f"s must be non-negative; got {shown(s)}"
             raise ValueError(msg)
         # With c = pi / (2 (1 + s)): a - b = c / T, pi - (a + b) = c (2T - 2t - 1) / T
         # and pi/2 - b = c (T - t) / T, so every sine has an accurate argument.
@@ -725,7 +737,7 @@ class Schedule:
         if c / T < _TINY:
             msg = (
                 f"s must leave the angle pi / (2 (1 + s) T) a normal float64; "
-                f"got s={s!r} with T={T}"
+                f"got s={shown(s)} with T={T}"
             )
             raise ValueError(msg)
 
@@ -762,7 +774,8 @@ class Schedule:
         low, high = _check_real("low", low), _check_real("high", high)
         if not math.isfinite(high - low):
             msg = (
-                f"high - low must be finite in float64; got low={low!r}, high={high!r}"
+                "high - low must be finite in float64; "
+                f"got low={shown(low)}, high={shown(high)}"
             )
             raise ValueError(msg)
 
@@ -793,8 +806,8 @@ class Schedule:
         tau = _check_real("tau", tau)
         if not (tau > 0.0 and start < end):
             msg = (
-                f"need tau > 0 and start < end; got tau={tau!r}, start={start!r}, "
-                f"end={end!r}"
+                f"need tau > 0 and start < end; got tau={shown(tau)}, "
+                f"start={shown(start)}, end={shown(end)}"
             )
             raise ValueError(msg)
 
@@ -802,13 +815,14 @@ class Schedule:
         if not (math.isfinite(a) and math.isfinite(b) and math.isfinite(width)):
             msg = (
                 "start / tau, end / tau and (end - start) / tau must be finite "
-                f"float64 numbers; got start={start!r}, end={end!r}, tau={tau!r}"
+                f"float64 numbers; got start={shown(start)}, end={shown(end)}, "
+                f"tau={shown(tau)}"
             )
             raise ValueError(msg)
         if width < _TINY:
             msg = (
                 "(end - start) / tau must be at least the smallest normal float64; "
-                f"got start={start!r}, end={end!r}, tau={tau!r}"
+                f"got start={shown(start)}, end={shown(end)}, tau={shown(tau)}"
             )
             raise ValueError(msg)
 
@@ -825,7 +839,8 @@ class Schedule:
         if bad.size:
             i = int(bad[0])
             msg = (
-                f"start={start!r}, end={end!r} and tau={tau!r} make the sigmoid so "
+                f"start={shown(start)}, end={shown(end)} and tau={shown(tau)} "
+                "make the sigmoid so "
                 f"flat at step {i} of T = {T} that beta_{i} rounds to 0 in float64; "
                 "take a larger tau or a start nearer 0"
             )
@@ -834,7 +849,8 @@ class Schedule:
         if early.size:
             i = int(early[0])
             msg = (
-                f"start={start!r}, end={end!r} and tau={tau!r} make the sigmoid so "
+                f"start={shown(start)}, end={shown(end)} and tau={shown(tau)} "
+                "make the sigmoid so "
                 f"steep that alphas_cumprod reaches 0 at step {i} of T = {T}, "
                 "before the last; take a smaller end / tau"
             )
@@ -899,7 +915,7 @@ class Schedule:
         (50, 20)
         """
         if indices is None or isinstance(indices, (str, bytes)):
-            msg = f"indices must be a 1-d array of ints; got {indices!r}"
+            msg = f"indices must be a 1-d array of ints; got {shown(indices)}"
             raise TypeError(msg)
         refuse_bool_items("indices", indices)
         kept = np.asarray(indices)
@@ -944,11 +960,11 @@ class Schedule:
             Positive lower bound for ``"floor"``.
         """
         if not isinstance(first, str) or first not in ("next", "floor"):
-            msg = f"first must be 'next' or 'floor'; got {first!r}"
+            msg = f"first must be 'next' or 'floor'; got {shown(first)}"
             raise ValueError(msg)
         floor = _check_real("floor", floor)
         if not floor > 0.0:
-            msg = f"floor must be positive; got {floor!r}"
+            msg = f"floor must be positive; got {shown(floor)}"
             raise ValueError(msg)
         return self._build(
             self._log_alphas_cumprod,

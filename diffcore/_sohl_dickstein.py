@@ -20,6 +20,7 @@ from ._arrays import (
     finish,
     gather,
     namespace,
+    shown,
     upcast,
 )
 from ._forward import _setup, q_sample
@@ -90,7 +91,7 @@ def sohl_dickstein_betas(
     min_beta = _check_real("min_beta", min_beta, finite=False)
     for name, value in (("beta_1", beta_1), ("min_beta", min_beta)):
         if not (0 <= value < 0.5):
-            msg = f"{name} must lie in [0, 0.5); got {value!r}"
+            msg = f"{name} must lie in [0, 0.5); got {shown(value)}"
             raise ValueError(msg)
     floor = np.full(T, min_beta)
     floor[0] += beta_1
@@ -236,7 +237,7 @@ def _check_binary(xp: Namespace, name: str, x: Array) -> None:
     bad = ~((values == 0) | (values == 1))
     if np.any(bad):
         first = values[bad].flat[0].item()
-        msg = f"{name} must hold binary values in {{0, 1}}; got {first!r}"
+        msg = f"{name} must hold binary values in {{0, 1}}; got {shown(first)}"
         raise ValueError(msg)
 
 

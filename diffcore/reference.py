@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._arrays import Array, Namespace, finish, gather, upcast
+from ._arrays import Array, Namespace, finish, gather, shown, upcast
 from ._forward import _setup
 from ._random import check_seed
 from ._reverse import PREDICTION_TYPES, check_choice
@@ -124,7 +124,7 @@ class GaussianMixture:
         ``generator`` is a ``numpy.random.Generator``, an int seed in
         [0, 2**63) or None.
         """
-        msg = f"n must be a positive int; got {n!r}"
+        msg = f"n must be a positive int; got {shown(n)}"
         if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
             raise TypeError(msg)
         if n < 1:

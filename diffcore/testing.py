@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from numpy.typing import ArrayLike, NDArray
 
-from ._arrays import refuse_bool_items
+from ._arrays import refuse_bool_items, shown
 from ._schedule import Schedule
 
 __all__ = [
@@ -69,10 +69,10 @@ def betas(
         if isinstance(value, bool) or not isinstance(
             value, (int, float, np.integer, np.floating)
         ):
-            msg = f"{name}={value!r}, but it must be a real number in (0, 1]"
+            msg = f"{name}={shown(value)}, but it must be a real number in (0, 1]"
             raise InvalidArgument(msg)
         if not 0.0 < value <= 1.0:
-            msg = f"{name}={value!r}, but it must lie in (0, 1]"
+            msg = f"{name}={shown(value)}, but it must lie in (0, 1]"
             raise InvalidArgument(msg)
     _check_order("min_value", min_value, "max_value", max_value)
     return _betas(min_size, max_size, float(min_value), float(max_value))
@@ -84,13 +84,13 @@ def _is_int(value: Any) -> bool:
 
 def _check_int(name: str, value: Any) -> None:
     if not (_is_int(value) and value >= 1):
-        msg = f"{name}={value!r}, but it must be a positive int"
+        msg = f"{name}={shown(value)}, but it must be a positive int"
         raise InvalidArgument(msg)
 
 
 def _check_order(low_name: str, low: Any, high_name: str, high: Any) -> None:
     if low > high:
-        msg = f"{low_name}={low!r} exceeds {high_name}={high!r}; swap them"
+        msg = f"{low_name}={shown(low)} exceeds {high_name}={shown(high)}; swap them"
         raise InvalidArgument(msg)
 
 
@@ -138,10 +138,10 @@ def _schedules(draw: st.DrawFn, max_T: int) -> Schedule:
 def timesteps(schedule: Schedule, batch: int | None = None) -> st.SearchStrategy[Any]:
     """Strategy for valid timesteps of ``schedule``: an int, or int64 (batch,)."""
     if not isinstance(schedule, Schedule):
-        msg = f"schedule={schedule!r}, but it must be a Schedule"
+        msg = f"schedule={shown(schedule)}, but it must be a Schedule"
         raise InvalidArgument(msg)
     if batch is not None and not (_is_int(batch) and batch >= 0):
-        msg = f"batch={batch!r}, but it must be None or an int of at least 0"
+        msg = f"batch={shown(batch)}, but it must be None or an int of at least 0"
         raise InvalidArgument(msg)
     T = len(schedule)
     if batch is None:
@@ -235,7 +235,7 @@ def assert_posterior_matches_bayes(
 
 
 def _check_rtol(rtol: Any) -> None:
-    msg = f"rtol must be a positive finite number; got {rtol!r}"
+    msg = f"rtol must be a positive finite number; got {shown(rtol)}"
     if isinstance(rtol, bool) or not isinstance(
         rtol, (int, float, np.integer, np.floating)
     ):

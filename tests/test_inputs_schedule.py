@@ -317,3 +317,45 @@ def test_from_betas_takes_a_sparse_torch_tensor() -> None:
     dense = torch.tensor([0.1, 0.2], dtype=torch.float64)
     got = Schedule.from_betas(dense.to_sparse()).betas
     np.testing.assert_array_equal(got, dense.numpy())
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Schedule.linear(10**1000),
+        lambda: Schedule.cosine(10**400),
+        lambda: Schedule.cosine(2**62),
+        lambda: Schedule.sigmoid_betas(np.uint64(2**63)),
+    ],
+)
+def test_a_step_count_beyond_what_numpy_can_address_is_named(
+    build: Callable[[], Schedule],
+) -> None:
+    # These failed inside NumPy ("Maximum allowed size exceeded") or in a
+    # float conversion ("int too large to convert to float").
+    with pytest.raises(ValueError, match=r"^T must be at most \d+ .*; got \d") as info:
+        build()
+    assert len(str(info.value)) < 200
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda big: Schedule.linear(big),
+        lambda big: Schedule.linear(10, beta_start=big),
+        lambda big: diffcore.ddim_step(
+            Schedule.linear(10), np.zeros(2), np.zeros(2), 5, 4, prediction_type=big
+        ),
+        lambda big: diffcore.annealed_langevin(
+            lambda x, s: x, np.zeros(2), [1.0, 0.5], 0.1, big
+        ),
+        lambda big: diffcore.discretized_gaussian_log_likelihood(
+            np.zeros(1), np.zeros(1), np.zeros(1), bins=big
+        ),
+    ],
+)
+@pytest.mark.parametrize("big", ["x" * 10_000, list(range(10_000))])
+def test_messages_shorten_huge_arguments(call: Callable[[Any], Any], big: Any) -> None:
+    with pytest.raises((TypeError, ValueError)) as info:
+        call(big)
+    assert len(str(info.value)) < 400, str(info.value)[:400]
