@@ -7,12 +7,16 @@ PIP := $(BIN)/python -m pip install --quiet -c requirements/constraints.txt
 .PHONY: demo docs chromium test lint typecheck pytest clean
 
 $(BIN)/python:
-	@$(PYTHON) -c 'import sys' >/dev/null 2>&1 || { \
-		echo "$(PYTHON) was not found or does not run" \
-			"(pick another: make PYTHON=python3.11 ...)"; exit 1; }
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	@# The interpreter must answer: a program that runs but is not Python
+	@# (PYTHON=/bin/true) prints nothing and is refused too.
+	@answer=$$($(PYTHON) -c 'import sys; print(sys.version_info >= (3, 11))' 2>/dev/null); \
+	if [ "$$answer" = False ]; then \
 		echo "diffcore needs Python 3.11 or newer; $(PYTHON) is older" \
-			"(pick another: make PYTHON=python3.11 ...)"; exit 1; }
+			"(pick another: make PYTHON=python3.11 ...)"; exit 1; \
+	elif [ "$$answer" != True ]; then \
+		echo "$(PYTHON) was not found or does not run Python" \
+			"(pick another: make PYTHON=python3.11 ...)"; exit 1; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
