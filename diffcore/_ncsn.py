@@ -134,11 +134,18 @@ def _sigma_like(xp: Any, sigma: Any, x: Array) -> Any:
         _check_representable(np, np.asarray([float(sigma)]), host, "sigma")
         return float(sigma)
     refuse_bool_items("sigma", sigma)
-    values = _sigma_array(xp, sigma, x)
+    values, host = _sigma_array(xp, sigma, x)
+    # Host levels (lists, NumPy arrays) are read on the host even where x's
+    # library cannot be read (Dask, JAX): they are checked whatever x is.
+    read, seen, dtype = (xp, values, None)
+    if host is not None:
+        # x's compute dtype as NumPy's (float64 for wider than float64 off NumPy)
+        twin = x.dtype if isinstance(x, np.ndarray) else _dtypes(xp, x.dtype)[1]
+        read, seen, dtype = np, host, compute_dtype(np, np.dtype(twin))
     # Rounded once to x's compute dtype, as a number is: results keep x's dtype.
     work = compute_dtype(xp, x.dtype)
     if values.ndim == 0:
-        _check_levels(xp, xp.reshape(values, (1,)), x, "sigma")
+        _check_levels(read, read.reshape(seen, (1,)), x, "sigma", dtype)
         return values if values.dtype == work else xp.astype(values, work)
     if x.ndim == 0 or values.ndim != 1 or values.shape[0] != x.shape[0]:
         batch = f"B = {x.shape[0]}" if x.ndim else "a number for 0-d x"
@@ -147,15 +154,18 @@ def _sigma_like(xp: Any, sigma: Any, x: Array) -> Any:
             f"got shape {tuple(values.shape)}"
         )
         raise ValueError(msg)
-    _check_levels(xp, values, x)
+    _check_levels(read, seen, x, dtype=dtype)
     values = values if values.dtype == work else xp.astype(values, work)
     return expand(xp, values, x.ndim)
 
 
-def _check_levels(xp: Any, values: Any, x: Array, name: str = "") -> None:
+def _check_levels(
+    xp: Any, values: Any, x: Array, name: str = "", dtype: Any = None
+) -> None:
     """Refuse levels (a vector) that are not positive, finite and representable.
 
-    Only where reading them is cheap; ``name`` is given for one level.
+    Only where reading them is cheap; ``name`` is given for one level, and
+    ``dtype`` (x's compute dtype in ``xp``) where ``xp`` is not x's library.
     """
     if not backend_for(values).readable(values):
         return
@@ -167,7 +177,8 @@ def _check_levels(xp: Any, values: Any, x: Array, name: str = "") -> None:
             f"{float(values[i])!r}"
         )
         raise ValueError(msg)
-    _check_representable(xp, values, compute_dtype(xp, x.dtype), name)
+    dtype = compute_dtype(xp, x.dtype) if dtype is None else dtype
+    _check_representable(xp, values, dtype, name)
 
 
 def _check_representable(xp: Any, values: Any, dtype: Any, name: str = "") -> None:
@@ -192,8 +203,12 @@ def _check_representable(xp: Any, values: Any, dtype: Any, name: str = "") -> No
     raise ValueError(msg)
 
 
-def _sigma_array(xp: Any, sigma: Any, x: Array) -> Array:
-    """sigma, a list or an array, as a real floating array of x's namespace."""
+def _sigma_array(xp: Any, sigma: Any, x: Array) -> tuple[Array, Any]:
+    """sigma, a list or an array, as a real floating array of x's namespace.
+
+    Also the levels as a NumPy array when they came from the host (a list or
+    a NumPy array), else None.
+    """
     if isinstance(sigma, (list, tuple)):
         try:
             sigma = np.asarray(sigma, dtype=np.float64)
@@ -203,8 +218,12 @@ def _sigma_array(xp: Any, sigma: Any, x: Array) -> Array:
     if not compat.is_array_api_obj(sigma):
         msg = f"sigma must be a number or an array of shape (B,); got {shown(sigma)}"
         raise TypeError(msg)
-    if isinstance(sigma, np.ndarray) and xp is not np:
-        sigma = xp.asarray(sigma, device=compat.device(x))
+    host = None
+    if isinstance(sigma, np.ndarray):
+        check_floating(np, "sigma", sigma)
+        host = sigma
+        if xp is not np:
+            sigma = xp.asarray(sigma, device=compat.device(x))
     namespace(x=x, sigma=sigma)
     check_floating(xp, "sigma", sigma)
     if compat.device(sigma) != compat.device(x):
@@ -213,7 +232,7 @@ def _sigma_array(xp: Any, sigma: Any, x: Array) -> Array:
             f"{compat.device(sigma)}"
         )
         raise ValueError(msg)
-    return sigma
+    return sigma, host
 
 
 def perturb(x: Array, sigma: Any, noise: Array) -> Array:

@@ -146,3 +146,30 @@ def test_annealed_langevin_bad_input(kwargs: Any, error: type, match: str) -> No
     args = {"sigmas": [1.0, 0.1], "epsilon": 1e-3, "n_steps": 2} | kwargs
     with pytest.raises(error, match=match):
         diffcore.annealed_langevin(mixture_score, np.zeros((2, 2)), **args)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x, sigma: diffcore.perturb(x, sigma, x),
+        lambda x, sigma: diffcore.dsm_target(x, x, sigma),
+        lambda x, sigma: diffcore.dsm_loss(x, x, x, sigma),
+    ],
+)
+@pytest.mark.parametrize(
+    ("sigma", "match"),
+    [
+        ([-1.0, 2.0], r"positive and finite; got sigma\[0\] = -1.0$"),
+        (np.array([1.0, np.nan]), r"positive and finite; got sigma\[1\] = nan$"),
+        (np.array(0.0), r"positive and finite; got sigma = 0.0$"),
+        ([1e-50, 1.0], r"representable in float32.*sigma\[0\] = 1e-50"),
+    ],
+)
+def test_host_levels_are_checked_whatever_library_x_is(
+    xp: Any, call: Any, sigma: Any, match: str
+) -> None:
+    # Lists and NumPy arrays are read on the host even for Dask and JAX x,
+    # whose own values the checks cannot read (they were passed unchecked).
+    x = xp.ones((2, 3), dtype=xp.float32)
+    with pytest.raises(ValueError, match=match):
+        call(x, sigma)
