@@ -188,13 +188,15 @@ def check_like_all(reference: str, arrays: dict[str, Array]) -> None:
 def check_floating(xp: Namespace, name: str, x: Array) -> None:
     """Raise a TypeError unless x has a real floating dtype of 16 bits or more."""
     key = (xp.__name__, x.dtype, "sample")
-    found = _DTYPES.get(key)
-    if found is None:
-        found = (_sample_dtype_rule(xp, x.dtype), None)
-        _DTYPES[key] = found
-    if found[0]:
-        msg = f"{name} must have {found[0]}; got {x.dtype}"
+    if key in _DTYPES:
+        return
+    # Only accepted dtypes are cached: a refused one may come from another
+    # library (ml_dtypes), whose dtypes torch.compile cannot compare as keys.
+    rule = _sample_dtype_rule(xp, x.dtype)
+    if rule:
+        msg = f"{name} must have {rule}; got {x.dtype}"
         raise TypeError(msg)
+    _DTYPES[key] = ("", None)
 
 
 def _sample_dtype_rule(xp: Namespace, dtype: Any) -> str:
@@ -433,11 +435,15 @@ def _check_integral(xp: Namespace, t: Array, name: str) -> None:
 def _isdtype(xp: Namespace, dtype: Any, kind: str) -> bool:
     """``xp.isdtype(dtype, kind)``, cached."""
     key = (xp.__name__, dtype, kind)
-    found = _DTYPES.get(key)
-    if found is None:
-        found = (xp.isdtype(dtype, kind), None)
-        _DTYPES[key] = found
-    return bool(found[0])
+    if key in _DTYPES:
+        return True
+    try:
+        found = bool(xp.isdtype(dtype, kind))
+    except TypeError:  # a dtype its library's isdtype does not know (ml_dtypes)
+        return False
+    if found:  # as in check_floating, only what is accepted is cached
+        _DTYPES[key] = (True, None)
+    return found
 
 
 def _int64(xp: Namespace, t: Array) -> Array:
