@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import operator
 import reprlib
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,8 @@ _NUMPY_IS_COMPLIANT = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
 _NAMESPACES: dict[type, Namespace] = {}
 _INT64 = np.dtype(np.int64)
 _DTYPES: dict[Any, tuple[Any, Any]] = {}
+# Array types with layouts (torch.Tensor), mapped to their dense layout.
+_DENSE: dict[type, Any] = {}
 
 
 def shown(value: Any) -> str:
@@ -103,6 +106,8 @@ def namespace_of_all(arrays: dict[str, Array]) -> Namespace:
             if type(value) is not kind:
                 break
         else:
+            if kind in _DENSE:
+                _check_dense_all(arrays)
             return found
 
     libraries = {}
@@ -122,7 +127,34 @@ def namespace_of_all(arrays: dict[str, Array]) -> Namespace:
         msg = f"arrays must come from one library; got {sides}"
         raise TypeError(msg)
 
-    return namespace_of(next(iter(arrays.values())))
+    found = namespace_of(next(iter(arrays.values())))
+    if kind in _DENSE:
+        _check_dense_all(arrays)
+    return found
+
+
+def check_dense(name: str, x: Array) -> None:
+    """Refuse a sparse (or other non-strided) torch tensor, naming it.
+
+    Torch fails on them deep inside an operation ("add(sparse, dense) is not
+    supported"); every array diffcore computes on must be dense.
+    """
+    kind = type(x)
+    if kind not in _NAMESPACES and compat.is_array_api_obj(x):
+        namespace_of(x)  # the first array of its library: learn its layout
+    dense = _DENSE.get(kind)
+    if dense is not None and x.layout is not dense:
+        layout = str(x.layout).removeprefix("torch.")
+        msg = (
+            f"{name} must be a dense (strided) tensor; got a {layout} tensor "
+            "(call .to_dense() first)"
+        )
+        raise TypeError(msg)
+
+
+def _check_dense_all(arrays: dict[str, Array]) -> None:
+    for name, value in arrays.items():
+        check_dense(name, value)
 
 
 def namespace_of(x: Array) -> Namespace:
@@ -133,6 +165,10 @@ def namespace_of(x: Array) -> Namespace:
             found = np
         else:
             found = compat.array_namespace(x)
+        if compat.is_torch_array(x):
+            # torch is imported, since x exists: its dense layout, to check by
+            # identity (check_dense)
+            _DENSE[type(x)] = sys.modules["torch"].strided
         _NAMESPACES[type(x)] = found
     return found
 
@@ -383,6 +419,7 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
 
     t_xp = namespace_of(t)
     if t_xp is not xp:
+        check_dense(name, t)
         _check_integral(t_xp, t, name)
         _check_shape(name, t.ndim, t.shape, x)
         # A timestep array from another library (say a CPU tensor with NumPy
@@ -406,6 +443,7 @@ def _int_steps(value: int, ndim: int = 0) -> Steps:
 
 def _library_steps(xp: Namespace, t: Array, size: int, x: Array, name: str) -> Steps:
     """Timesteps given as an array of the samples' own library."""
+    check_dense(name, t)
     _check_integral(xp, t, name)
     ndim = t.ndim
     _check_shape(name, ndim, t.shape, x)

@@ -21,6 +21,7 @@ from ._arrays import (
     Steps,
     _bounds,
     _readable,
+    check_dense,
     check_like,
     compute_dtype,
     expand,
@@ -264,6 +265,7 @@ def timesteps_for_sigmas(schedule: Schedule, sigmas: ArrayLike) -> NDArray[np.in
     """
     schedule = as_schedule(schedule)
     refuse_bool_items("sigmas", sigmas)
+    check_dense("sigmas", sigmas)
     if np.asarray(sigmas).dtype == np.bool_:
         msg = f"sigmas must be real noise levels, not bools; got {shown(sigmas)}"
         raise TypeError(msg)
@@ -502,6 +504,7 @@ def _previous(
             raise ValueError(msg)
         steps = timesteps(xp, max(t_prev, 0), size, x, name="t_prev")
         return steps, np.asarray(t_prev < 0)
+    check_dense("t_prev", t_prev)
     readable = isinstance(t_prev, (int, np.integer, list, tuple, np.ndarray)) or (
         compat.is_array_api_obj(t_prev)
         and (namespace_of(t_prev) is not xp or _readable(xp, t_prev))

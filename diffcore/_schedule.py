@@ -19,7 +19,7 @@ import array_api_compat as compat
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._arrays import refuse_bool_items, shown
+from ._arrays import check_dense, refuse_bool_items, shown
 
 Float64Array = NDArray[np.float64]
 
@@ -918,6 +918,7 @@ class Schedule:
             msg = f"indices must be a 1-d array of ints; got {shown(indices)}"
             raise TypeError(msg)
         refuse_bool_items("indices", indices)
+        check_dense("indices", indices)
         kept = np.asarray(indices)
         if kept.ndim != 1 or kept.size < 1:
             msg = f"indices must be a non-empty 1-d array; got shape {kept.shape}"

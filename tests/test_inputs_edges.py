@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -96,3 +98,47 @@ def test_a_huge_timestep_is_shown_shortened() -> None:
     with pytest.raises(ValueError, match=r"t must lie in \[0, 10\); got 1000") as info:
         diffcore.q_sample(diffcore.Schedule.linear(10), x, 10**1000, x)
     assert len(str(info.value)) < 120
+
+
+_SPARSE_CASES = {
+    "x_0": lambda s, d, sp: diffcore.q_sample(s, sp(d), 3, d),
+    "noise": lambda s, d, sp: diffcore.q_sample(s, d, 3, sp(d)),
+    "t": lambda s, d, sp: diffcore.q_sample(s, d, sp(torch_of(d).tensor([1, 2])), d),
+    "mean_1": lambda s, d, sp: diffcore.normal_kl(sp(d), d, d, d),
+    "sigma": lambda s, d, sp: diffcore.perturb(
+        d, sp(torch_of(d).tensor([1.0, 2.0])), d
+    ),
+    "sigmas": lambda s, d, sp: diffcore.timesteps_for_sigmas(
+        s, sp(torch_of(d).tensor([1.0, 2.0]))
+    ),
+    "indices": lambda s, d, sp: s.respace(sp(torch_of(d).tensor([0, 5]))),
+    "t_prev": lambda s, d, sp: diffcore.ddim_step(
+        s, d, d, torch_of(d).tensor([5, 5]), sp(torch_of(d).tensor([1, 2]))
+    ),
+    "alphas_cumprod": lambda s, d, sp: diffcore.sigmas_from_alphas_cumprod(
+        sp(torch_of(d).tensor([0.5, 0.2]))
+    ),
+}
+
+
+def torch_of(x: Any) -> Any:
+    return sys.modules[type(x).__module__.split(".")[0]]
+
+
+@pytest.mark.parametrize("name", list(_SPARSE_CASES))
+@pytest.mark.parametrize("layout", ["sparse_coo", "sparse_csr"])
+def test_sparse_tensors_are_refused_by_name(name: str, layout: str) -> None:
+    # They failed deep inside torch ("add(sparse, dense) is not supported").
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    s = diffcore.Schedule.linear(10)
+    dense = torch.ones(2, 3)
+
+    def sparse(x: Any) -> Any:
+        if layout == "sparse_csr" and x.ndim == 2:
+            return x.to_sparse_csr()
+        return x.to_sparse()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "CSR support is in beta"
+        with pytest.raises(TypeError, match=rf"^{name} must be a dense \(strided\)"):
+            _SPARSE_CASES[name](s, dense, sparse)
