@@ -106,8 +106,11 @@ def namespace_of_all(arrays: dict[str, Array]) -> Namespace:
             if type(value) is not kind:
                 break
         else:
-            if kind in _DENSE:
-                _check_dense_all(arrays)
+            dense = _DENSE.get(kind)
+            if dense is not None:
+                for name, value in arrays.items():
+                    if value.layout is not dense:
+                        check_dense(name, value)  # raises
             return found
 
     libraries = {}
@@ -128,8 +131,8 @@ def namespace_of_all(arrays: dict[str, Array]) -> Namespace:
         raise TypeError(msg)
 
     found = namespace_of(next(iter(arrays.values())))
-    if kind in _DENSE:
-        _check_dense_all(arrays)
+    for name, value in arrays.items():
+        check_dense(name, value)
     return found
 
 
@@ -150,11 +153,6 @@ def check_dense(name: str, x: Array) -> None:
             "(call .to_dense() first)"
         )
         raise TypeError(msg)
-
-
-def _check_dense_all(arrays: dict[str, Array]) -> None:
-    for name, value in arrays.items():
-        check_dense(name, value)
 
 
 def namespace_of(x: Array) -> Namespace:
