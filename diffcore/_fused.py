@@ -106,13 +106,15 @@ def linear(
     if not _lock.acquire(blocking=False):
         return False
     try:
+        # Marked before the launch: a fork from another thread while the
+        # first kernel runs must already keep the child off the kernel.
+        _state["launched"] = True
         before = kernels.get_num_threads()
         kernels.set_num_threads(max(1, min(threads, kernels.max_threads)))
         try:
             kernels.combine(coefs, flats, out.reshape(-1), width, CHUNK)
         finally:
             kernels.set_num_threads(before)
-        _state["launched"] = True
     finally:
         _lock.release()
     return True
