@@ -20,6 +20,7 @@ the same name takes precedence.  See ``docs/backends.md``.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -379,7 +380,21 @@ _BUILTIN: dict[str, type[Backend]] = {
 
 _loaded: dict[str, Backend] = {}
 _by_type: dict[type, Backend] = {}
+# Held while a backend loads (its plugin may import a framework: seconds).
 _lock = threading.Lock()
+
+
+def _after_fork() -> None:
+    """A child forked while another thread loaded a backend gets a free lock.
+
+    The load itself is lost with that thread; the child loads again.
+    """
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def library(x: Array) -> str:

@@ -10,6 +10,7 @@ subtracting a rounded alpha_bar from one.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -330,7 +331,6 @@ class Schedule:
     __slots__ = (
         "_cache",
         "_first_log_variance",
-        "_lock",
         "_log_alphas_cumprod",
         "_log_one_minus_alphas_cumprod",
         "_one_minus_alphas_cumprod",
@@ -365,7 +365,12 @@ class Schedule:
     _steps: int
     _first_log_variance: str
     _cache: OrderedDict[Any, Any]
-    _lock: threading.Lock
+
+    @property
+    def _lock(self) -> threading.Lock:
+        # One lock for every schedule's caches (short dictionary updates),
+        # so that a forked child can be given a fresh one (_after_fork).
+        return _CACHE_LOCK
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         msg = (
@@ -415,7 +420,6 @@ class Schedule:
         set_(self, "timestep_map", timestep_map)
         set_(self, "_steps", int(T))
         set_(self, "_cache", OrderedDict())
-        set_(self, "_lock", threading.Lock())
         owned: dict[str, Float64Array] = {
             "log_alphas_cumprod": log_ab,
             "log_one_minus_alphas_cumprod": log_1m,
@@ -1090,6 +1094,19 @@ class Schedule:
             if len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
         return table
+
+
+_CACHE_LOCK = threading.Lock()
+
+
+def _after_fork() -> None:
+    """A child forked while another thread held the lock gets a free one."""
+    global _CACHE_LOCK
+    _CACHE_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 _EXTRA: dict[str, Callable[[Schedule], Float64Array]] = {

@@ -253,3 +253,52 @@ def test_a_child_forked_after_the_kernel_ran_gets_right_answers() -> None:
         text=True,
     )
     assert done.returncode == 0, done.stderr
+
+
+RACE_SCRIPT = """
+import os, sys, threading
+import numpy as np
+import diffcore
+from diffcore import _fused
+
+kernels = _fused._kernels()
+original = kernels.combine
+running, finish = threading.Event(), threading.Event()
+
+def slow(*args):  # the process's first kernel, still running at the fork
+    running.set()
+    finish.wait(30)
+    original(*args)
+
+kernels.combine = slow
+x = np.ones((4, _fused.MIN_SIZE // 2), dtype=np.float32)
+s = diffcore.Schedule.linear(1000)
+thread = threading.Thread(target=diffcore.q_sample, args=(s, x, 999, x))
+thread.start()
+running.wait(30)
+pid = os.fork()
+if pid == 0:
+    kernels.combine = original
+    got = diffcore.q_sample(s, x, 999, x)
+    os._exit(0 if _fused._state.get("forked") and got[0, 0] > 0 else 3)
+finish.set()
+thread.join()
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
+def test_a_child_forked_during_the_first_kernel_keeps_off_it() -> None:
+    # The kernel was marked used only once it returned: such a child started
+    # GNU OpenMP again and hung or was killed.
+    env = {key: value for key, value in os.environ.items() if key != _fused.ENV}
+    done = subprocess.run(
+        [sys.executable, "-c", RACE_SCRIPT],
+        env=env,
+        timeout=120,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr

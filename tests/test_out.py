@@ -442,3 +442,44 @@ def test_out_whose_elements_overlap_with_nonzero_strides_is_named(library: str) 
         out = np.lib.stride_tricks.as_strided(base, (4, 4), (8, 8), writeable=True)
     with pytest.raises(ValueError, match="whose elements overlap"):
         diffcore.q_sample(SCHEDULE, x, 500, noise, out=out)
+
+
+LOCK_FORK_SCRIPT = """
+import os, sys, threading
+import numpy as np
+import diffcore
+from diffcore import _backends, _schedule
+
+lock = {which}
+held, release = threading.Event(), threading.Event()
+
+def holder():
+    with lock:  # as a thread loading a backend or filling a cache would
+        held.set()
+        release.wait(30)
+
+threading.Thread(target=holder, daemon=True).start()
+held.wait(30)
+s = diffcore.Schedule.linear(10)
+x = np.ones(3)
+pid = os.fork()
+if pid == 0:
+    diffcore.q_sample(s, x, 1, x)  # deadlocked when the lock was inherited held
+    os._exit(0)
+release.set()
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork on this platform")
+@pytest.mark.parametrize("which", ["_backends._lock", "_schedule._CACHE_LOCK"])
+def test_a_child_forked_while_a_lock_is_held_gets_a_free_one(which: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LOCK_FORK_SCRIPT.format(which=which)],
+        timeout=60,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
