@@ -113,7 +113,7 @@ def namespace_of_all(arrays: dict[str, Array]) -> Namespace:
                         check_dense(name, value)  # raises
             return found
 
-    libraries = {}
+    spaces = {}
     for name, value in arrays.items():
         if not compat.is_array_api_obj(value) or isinstance(value, (int, float)):
             msg = (
@@ -121,19 +121,30 @@ def namespace_of_all(arrays: dict[str, Array]) -> Namespace:
                 f"array-api-strict); got {type(value).__name__}"
             )
             raise TypeError(msg)
-        libraries[name] = type(value)
+        spaces[name] = namespace_of(value, name)
 
-    if len(set(libraries.values())) > 1:
+    # One library, not one type: np.memmap and other ndarray subclasses are NumPy.
+    if len({id(space) for space in spaces.values()}) > 1:
         sides = ", ".join(
-            f"{n} is {t.__module__}.{t.__name__}" for n, t in libraries.items()
+            f"{n} is {type(v).__module__}.{type(v).__name__}" for n, v in arrays.items()
         )
         msg = f"arrays must come from one library; got {sides}"
         raise TypeError(msg)
 
-    found = namespace_of(next(iter(arrays.values())))
     for name, value in arrays.items():
         check_dense(name, value)
-    return found
+    return next(iter(spaces.values()))
+
+
+def refuse_masked(name: str, x: Any) -> None:
+    """Raise a TypeError for a NumPy masked array (its mask would be dropped)."""
+    if type(x).__module__.startswith("numpy.ma"):
+        msg = (
+            f"{name} must not be a NumPy masked array: diffcore computes on "
+            "every entry and would drop the mask; pass its .data, or "
+            f".filled(value); got {type(x).__name__}"
+        )
+        raise TypeError(msg)
 
 
 def check_dense(name: str, x: Array) -> None:
@@ -144,7 +155,7 @@ def check_dense(name: str, x: Array) -> None:
     """
     kind = type(x)
     if kind not in _NAMESPACES and compat.is_array_api_obj(x):
-        namespace_of(x)  # the first array of its library: learn its layout
+        namespace_of(x, name)  # the first array of its library: learn its layout
     dense = _DENSE.get(kind)
     if dense is not None and x.layout is not dense:
         layout = str(x.layout).removeprefix("torch.")
@@ -155,10 +166,15 @@ def check_dense(name: str, x: Array) -> None:
         raise TypeError(msg)
 
 
-def namespace_of(x: Array) -> Namespace:
-    """The namespace of one array (cached by type; NumPy 2 is its own)."""
+def namespace_of(x: Array, name: str = "the array") -> Namespace:
+    """The namespace of one array (cached by type; NumPy 2 is its own).
+
+    NumPy masked arrays are refused (``name`` says which argument), and never
+    cached, so no later call takes them for plain NumPy.
+    """
     found = _NAMESPACES.get(type(x))
     if found is None:
+        refuse_masked(name, x)
         if _NUMPY_IS_COMPLIANT and compat.is_numpy_array(x):
             found = np
         else:
@@ -404,6 +420,7 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
         raise TypeError(msg)
 
     if isinstance(t, (list, tuple)) or compat.is_numpy_array(t):
+        refuse_masked(name, t)
         refuse_bool_items(name, t)
         host = np.asarray(t)
         if host.size == 0 and isinstance(t, (list, tuple)):
@@ -415,7 +432,7 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
         msg = f"{name} must be an int or an integer array; got {type(t).__name__}"
         raise TypeError(msg)
 
-    t_xp = namespace_of(t)
+    t_xp = namespace_of(t, name)
     if t_xp is not xp:
         check_dense(name, t)
         _check_integral(t_xp, t, name)

@@ -507,7 +507,7 @@ def _previous(
     check_dense("t_prev", t_prev)
     readable = isinstance(t_prev, (int, np.integer, list, tuple, np.ndarray)) or (
         compat.is_array_api_obj(t_prev)
-        and (namespace_of(t_prev) is not xp or _readable(xp, t_prev))
+        and (namespace_of(t_prev, "t_prev") is not xp or _readable(xp, t_prev))
     )
     if not readable:
         final = t_prev < 0

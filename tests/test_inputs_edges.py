@@ -142,3 +142,39 @@ def test_sparse_tensors_are_refused_by_name(name: str, layout: str) -> None:
         warnings.simplefilter("ignore", UserWarning)  # "CSR support is in beta"
         with pytest.raises(TypeError, match=rf"^{name} must be a dense \(strided\)"):
             _SPARSE_CASES[name](s, dense, sparse)
+
+
+@pytest.mark.parametrize(
+    ("name", "call"),
+    [
+        ("x_0", lambda s, m, x: diffcore.q_sample(s, m, 5, x)),
+        ("noise", lambda s, m, x: diffcore.q_sample(s, x, 5, m)),
+        ("x_0", lambda s, m, x: diffcore.q_sample(s, m, 5, m)),
+        ("t", lambda s, m, x: diffcore.q_sample(s, x, np.ma.masked_array([1, 2]), x)),
+        ("out", lambda s, m, x: diffcore.q_sample(s, x, 5, x, out=m)),
+    ],
+)
+def test_masked_arrays_are_refused_by_name(name: str, call: Any) -> None:
+    # Their masks were dropped in silence (and large ones failed inside Numba).
+    s = diffcore.Schedule.linear(10)
+    x = np.ones((2, 3), dtype=np.float32)
+    masked = np.ma.masked_array(x.copy(), mask=[[True, False, False]] * 2)
+    with pytest.raises(TypeError, match=rf"^{name} must not be a NumPy masked array"):
+        call(s, masked, x)
+
+
+def test_memmaps_mix_with_plain_numpy_arrays(tmp_path: Any) -> None:
+    # They were refused as coming from two libraries (their types differ).
+    s = diffcore.Schedule.linear(10)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    out = np.lib.format.open_memmap(
+        tmp_path / "out.npy", mode="w+", dtype=np.float32, shape=(2, 3)
+    )
+
+    expected = diffcore.q_sample(s, x, 5, x)
+    np.testing.assert_array_equal(diffcore.q_sample(s, mapped, 5, x), expected)
+    np.testing.assert_array_equal(diffcore.q_sample(s, x, 5, mapped), expected)
+    assert diffcore.q_sample(s, x, 5, x, out=out) is out
+    np.testing.assert_array_equal(out, expected)
