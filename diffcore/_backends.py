@@ -244,7 +244,8 @@ class NumPyBackend(Backend):
     def linear(
         self, xp: Namespace, terms: Terms, dtype: Any, out: Array | None = None
     ) -> Array:
-        count = _blocked.threads()  # on every call: a bad value never hides
+        # Both read on every call: a bad value never hides.
+        count, fused = _blocked.threads(), _blocked.numba_wanted()
         if out is not None:
             if not out.flags.writeable:
                 msg = "out must be a writeable array; got a read-only NumPy array"
@@ -260,7 +261,7 @@ class NumPyBackend(Backend):
             out = np.empty(arrays[0].shape, dtype=dtype)
         elif self.clobbers(out, terms):
             return super().linear(xp, terms, dtype, out)
-        return _blocked.linear(terms, out, count)
+        return _blocked.linear(terms, out, count, fused)
 
 
 class StrictBackend(Backend):

@@ -48,6 +48,7 @@ THREADED = 1 << 20
 # with Python-float coefficients; otherwise rows go to two-dimensional blocks.
 SEGMENT = BLOCK // 4
 ENV = "DIFFCORE_NUM_THREADS"
+NUMBA_ENV = "DIFFCORE_NUMBA"
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None
 _pool_lock = threading.Lock()
@@ -60,19 +61,21 @@ _local = threading.local()
 # (target 2.0): three ufunc passes per block, as NumPy has no fused
 # multiply-add, and one thread alone measures 2.7.
 def linear(
-    terms: Terms, out: np.ndarray[Any, Any], count: int = 1
+    terms: Terms, out: np.ndarray[Any, Any], count: int = 1, fused: bool = False
 ) -> np.ndarray[Any, Any]:
     """out = sum_i c_i x_i with NumPy ufuncs, block by block for large arrays.
 
     Coefficients are Python floats or arrays of shape (B, 1, ..., 1) for
     arrays of shape (B, ...) in out's dtype; anything else, and any array
     that is not C-contiguous, takes the whole-array path.  Arrays of
-    THREADED elements or more are shared among ``count`` threads.
+    THREADED elements or more are shared among ``count`` threads, or go to
+    the Numba kernel when ``fused`` (``numba_wanted()``) and Numba is there.
     """
     if out.size > BLOCK and not out.flags.c_contiguous and _contiguous(terms):
         # Formed in C order and copied across once: ufuncs that write a
         # Fortran-ordered out from C-ordered inputs are many times slower.
-        np.copyto(out, linear(terms, np.empty(out.shape, out.dtype), count))
+        fresh = np.empty(out.shape, out.dtype)
+        np.copyto(out, linear(terms, fresh, count, fused))
         return out
     rows = None if out.size <= BLOCK else _rows(terms, out)
     if rows is None:
@@ -80,7 +83,7 @@ def linear(
         return out
 
     coefs, flat = rows
-    if out.size >= THREADED:
+    if fused and out.size >= THREADED:
         from . import _fused  # imported with the first large array
 
         columns = np.stack([c.reshape(-1) for c in coefs])
@@ -112,6 +115,20 @@ def linear(
         for future in futures:
             future.result()
     return out
+
+
+def numba_wanted() -> bool:
+    """Whether ``DIFFCORE_NUMBA`` allows the Numba kernel (unset: yes)."""
+    value = os.environ.get(NUMBA_ENV, "").strip()
+    if value in ("", "1"):
+        return True
+    if value == "0":
+        return False
+    msg = (
+        f"the environment variable {NUMBA_ENV} must be 0 (off) or 1 (on, the "
+        f"default when Numba is installed); got {value!r}"
+    )
+    raise ValueError(msg)
 
 
 def threads() -> int:

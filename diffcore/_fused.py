@@ -36,30 +36,22 @@ from typing import Any
 
 import numpy as np
 
-ENV = "DIFFCORE_NUMBA"
+from . import _blocked
+
+ENV = _blocked.NUMBA_ENV
 # From 4 MiB of float32; below it Numba's thread start-up and argument
 # typing cost more than the pass they save (measured: no gain at 768 KiB).
 MIN_SIZE = 1 << 20
+# Shorter rows (samples) take the blocked path: the kernel's loop visits each
+# row once, which cost 2x the blocked path for rows of one element (same time
+# for rows of 4, 2-6x faster from 16).
+MIN_WIDTH = 4
 # Elements per task of the parallel loop (256 KiB of float32).
 CHUNK = 1 << 16
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 _state: dict[str, Any] = {}
 _lock = threading.Lock()
-
-
-def wanted() -> bool:
-    """Whether ``DIFFCORE_NUMBA`` allows the Numba kernel (unset: yes)."""
-    value = os.environ.get(ENV, "").strip()
-    if value in ("", "1"):
-        return True
-    if value == "0":
-        return False
-    msg = (
-        f"the environment variable {ENV} must be 0 (off) or 1 (on, the default "
-        f"when Numba is installed); got {value!r}"
-    )
-    raise ValueError(msg)
 
 
 def available() -> bool:
@@ -91,10 +83,11 @@ def linear(
     ``arrays`` and ``out`` are C-contiguous arrays of one float32 or float64
     dtype and one shape (B, ...); ``coefs`` is (len(arrays), B) in that
     dtype.  ``out`` may be ``arrays[0]`` but must overlap no other array.
-    False means the caller must do the work: the array is small, the kernel
-    is off, unavailable, busy in another thread, or this is a forked child.
+    False means the caller must do the work: the array or its rows are
+    small, Numba is unavailable, the kernel is busy in another thread, or
+    this is a forked child.  The caller reads ``DIFFCORE_NUMBA``.
     """
-    if out.size < MIN_SIZE or _state.get("forked") or not wanted():
+    if out.size < MIN_SIZE or _state.get("forked"):
         return False
     kernels = _kernels()
     if kernels is None or out.dtype not in DTYPES or out.ndim == 0:
@@ -102,7 +95,9 @@ def linear(
     # Numba types read-only and writeable arrays differently; one read-only
     # view of each input makes the tuple's type the same in every call.
     flats = tuple(_read_only(array) for array in arrays)
-    width = out.size // out.shape[0] if out.shape[0] else 1
+    width = out.size // out.shape[0]
+    if width < MIN_WIDTH:
+        return False  # the loop steps row by row: rows of 1 took 2x the blocks
     if not _lock.acquire(blocking=False):
         return False
     try:

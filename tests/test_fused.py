@@ -65,7 +65,7 @@ def test_q_sample_matches_the_blocked_path_bit_for_bit(
     fused = diffcore.q_sample(SCHEDULE, x, steps, noise)
     assert calls == [True]
     blocked = _blocked_result(monkeypatch, diffcore.q_sample, SCHEDULE, x, steps, noise)
-    assert calls == [True, False]
+    assert calls == [True]  # DIFFCORE_NUMBA=0: the kernel is not even asked
 
     assert fused.dtype == blocked.dtype == dtype
     np.testing.assert_array_equal(fused, blocked)
@@ -134,6 +134,20 @@ def test_small_arrays_keep_the_ufunc_path(calls: list[bool]) -> None:
     assert calls == []  # below 2^20 elements the kernel is not even asked
 
 
+def test_rows_of_fewer_than_four_elements_keep_the_blocked_path(
+    calls: list[bool],
+) -> None:
+    x = np.linspace(0, 1, _fused.MIN_SIZE, dtype=np.float32).reshape(-1, 1)
+    t = np.arange(x.shape[0]) % len(SCHEDULE)
+
+    got = diffcore.q_sample(SCHEDULE, x, t, x)
+
+    assert calls == [False]  # one row at a time cost 2x the blocked path
+    a = SCHEDULE.sqrt_alphas_cumprod[t].astype(np.float32)[:, None]
+    b = SCHEDULE.sqrt_one_minus_alphas_cumprod[t].astype(np.float32)[:, None]
+    np.testing.assert_array_equal(got, a * x + b * x)
+
+
 def test_float16_keeps_the_generic_path(calls: list[bool]) -> None:
     x = np.ones(SHAPE, dtype=np.float16)
 
@@ -157,9 +171,14 @@ def test_without_numba_the_blocked_path_answers(
 
 
 @pytest.mark.parametrize("value", ["2", "off", "yes", "-1"])
-def test_a_bad_switch_is_named(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("shape", [(2, 3), SHAPE])
+def test_a_bad_switch_is_named_whatever_the_size(
+    value: str, shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small arrays never reach the kernel; the value is read anyway, as
+    # DIFFCORE_NUM_THREADS is, so that a typo never hides.
     monkeypatch.setenv(_fused.ENV, value)
-    x = np.ones(SHAPE, dtype=np.float32)
+    x = np.ones(shape, dtype=np.float32)
 
     with pytest.raises(ValueError, match=rf"DIFFCORE_NUMBA must be 0 .* {value!r}"):
         diffcore.q_sample(SCHEDULE, x, 3, x)
