@@ -68,6 +68,22 @@ def shown(value: Any) -> str:
 _ITEMS = 6
 
 
+# The most float64 entries (one spare) that NumPy can address: counts of
+# steps, levels, samples and history entries are held to it.  A count below
+# it that exceeds memory gets NumPy's MemoryError, which names the size.
+MAX_COUNT = int(np.iinfo(np.intp).max) // 16
+
+
+def check_addressable(name: str, value: Any) -> None:
+    """Raise a ValueError for a count beyond ``MAX_COUNT`` (checked an int)."""
+    if value > MAX_COUNT:
+        msg = (
+            f"{name} must be at most {MAX_COUNT} (float64 arrays NumPy can "
+            f"address); got {shown(value)}"
+        )
+        raise ValueError(msg)
+
+
 def refuse_bool_items(name: str, values: Any) -> None:
     """Raise a TypeError when a list or tuple holds a bool.
 
@@ -145,6 +161,31 @@ def refuse_masked(name: str, x: Any) -> None:
             f".filled(value); got {type(x).__name__}"
         )
         raise TypeError(msg)
+
+
+def host_levels(
+    name: str, values: Any, *, refuse_bools: bool = False
+) -> np.ndarray[Any, Any]:
+    """Noise levels read on the host as float64, or a TypeError naming them.
+
+    np.asarray reads a string as characters ("could not convert string to
+    float") and a sparse tensor not at all; with ``refuse_bools``, bool
+    values (a bool, a bool array of any library) are refused too.
+    """
+    if isinstance(values, (str, bytes)):
+        msg = f"{name} must be numbers (a list or a 1-d array); got {shown(values)}"
+        raise TypeError(msg)
+    check_dense(name, values)
+    try:
+        raw = np.asarray(values)
+        levels = raw.astype(np.float64)
+    except (TypeError, ValueError):
+        msg = f"{name} must be real numbers; got {shown(values)}"
+        raise TypeError(msg) from None
+    if refuse_bools and raw.dtype == np.bool_:
+        msg = f"{name} must be real noise levels, not bools; got {shown(values)}"
+        raise TypeError(msg)
+    return levels
 
 
 def check_dense(name: str, x: Array) -> None:

@@ -15,7 +15,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ._arrays import Array, _check_range, finish, gather, shown, upcast
+from ._arrays import (
+    Array,
+    _check_range,
+    check_addressable,
+    finish,
+    gather,
+    shown,
+    upcast,
+)
 from ._forward import _setup
 from ._likelihood import check_values_per_sample, mean_over_dims
 from ._parameterisation import velocity
@@ -327,8 +335,9 @@ def _check_size(name: str, value: Any) -> int:
         msg = f"{name} must be a positive integer; got {shown(value)}"
         raise TypeError(msg)
     if value < 1:
-        msg = f"{name} must be a positive integer; got {value}"
+        msg = f"{name} must be a positive integer; got {shown(value)}"
         raise ValueError(msg)
+    check_addressable(name, value)
     return int(value)
 
 

@@ -20,12 +20,14 @@ from numpy.typing import ArrayLike, NDArray
 from ._arrays import (
     Array,
     _dtypes,
+    check_addressable,
     check_floating,
     check_like,
     compute_dtype,
     expand,
     finish,
     gather,
+    host_levels,
     namespace,
     refuse_bool_items,
     shown,
@@ -77,8 +79,9 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, L: int) -> Float64Array
         msg = f"L must be an integer number of levels; got {shown(L)}"
         raise TypeError(msg)
     if L < 2:
-        msg = f"L must be at least 2; got {L}"
+        msg = f"L must be at least 2; got {shown(L)}"
         raise ValueError(msg)
+    check_addressable("L", L)
     sigma_max = _check_real("sigma_max", sigma_max, finite=False)
     sigma_min = _check_real("sigma_min", sigma_min, finite=False)
     if not (0 < sigma_min < sigma_max < math.inf):
@@ -95,7 +98,7 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, L: int) -> Float64Array
 def check_sigmas(sigmas: ArrayLike) -> Float64Array:
     """Noise levels as a float64 vector, positive and strictly decreasing."""
     refuse_bool_items("sigmas", sigmas)
-    values = np.asarray(sigmas, dtype=np.float64)
+    values = host_levels("sigmas", sigmas)
     if values.ndim != 1 or values.size < 1:
         msg = f"sigmas must be a non-empty 1-d array; got shape {values.shape}"
         raise ValueError(msg)
@@ -127,12 +130,13 @@ def _sigma_like(xp: Any, sigma: Any, x: Array) -> Any:
     """
     real = (int, float, np.integer, np.floating)
     if isinstance(sigma, real) and not isinstance(sigma, (bool, np.bool_)):
-        if not (0 < float(sigma) < math.inf):
+        level = _check_real("sigma", sigma, finite=False)  # names ints past float64
+        if not (0 < level < math.inf):
             msg = f"sigma must be positive and finite; got {shown(sigma)}"
             raise ValueError(msg)
         host = np.dtype(_dtypes(xp, x.dtype)[1])
-        _check_representable(np, np.asarray([float(sigma)]), host, "sigma")
-        return float(sigma)
+        _check_representable(np, np.asarray([level]), host, "sigma")
+        return level
     refuse_bool_items("sigma", sigma)
     values, host = _sigma_array(xp, sigma, x)
     # Host levels (lists, NumPy arrays) are read on the host even where x's

@@ -97,9 +97,13 @@ def _check_processing(clip_denoised: Any, dynamic_threshold: Any) -> float | Non
     if not _is_real(p):
         msg = f"dynamic_threshold must be None or a percentile; got {shown(p)}"
         raise TypeError(msg)
-    p = float(p)
+    try:
+        p = float(p)
+    except OverflowError:  # an int past float64: certainly above 100
+        p = math.inf
     if not 0.0 < p <= 100.0:
-        msg = f"dynamic_threshold must be a percentile in (0, 100]; got {shown(p)}"
+        got = shown(dynamic_threshold)
+        msg = f"dynamic_threshold must be a percentile in (0, 100]; got {got}"
         raise ValueError(msg)
     if p <= 1.0:
         msg = (

@@ -21,6 +21,7 @@ from ._arrays import (
     Steps,
     _bounds,
     _readable,
+    check_addressable,
     check_dense,
     check_like,
     compute_dtype,
@@ -28,6 +29,7 @@ from ._arrays import (
     finish,
     from_host,
     gather,
+    host_levels,
     namespace,
     namespace_of,
     refuse_bool_items,
@@ -69,13 +71,16 @@ class Step(NamedTuple):
     x_0_hat: Array
 
 
-def _check_count(name: str, value: Any, low: int = 1) -> int:
+def _check_count(name: str, value: Any, low: int = 1, *, stored: bool = True) -> int:
+    """An int of at least ``low``; one that sizes an array (``stored``) fits it."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         msg = f"{name} must be an int; got {shown(value)}"
         raise TypeError(msg)
     if value < low:
-        msg = f"{name} must be at least {low}; got {value}"
+        msg = f"{name} must be at least {low}; got {shown(value)}"
         raise ValueError(msg)
+    if stored:
+        check_addressable(name, value)
     return int(value)
 
 
@@ -133,7 +138,7 @@ def timesteps_for(
     >>> diffcore.timesteps_for(1000, 10, "trailing").tolist()
     [999, 899, 799, 699, 599, 499, 399, 299, 199, 99]
     """
-    T = _check_count("T", T)
+    T = _check_count("T", T, stored=False)  # only its n picks are stored
     n = _check_count("n", n)
     check_choice("spacing", spacing, SPACINGS)
     if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)):
@@ -265,11 +270,7 @@ def timesteps_for_sigmas(schedule: Schedule, sigmas: ArrayLike) -> NDArray[np.in
     """
     schedule = as_schedule(schedule)
     refuse_bool_items("sigmas", sigmas)
-    check_dense("sigmas", sigmas)
-    if np.asarray(sigmas).dtype == np.bool_:
-        msg = f"sigmas must be real noise levels, not bools; got {shown(sigmas)}"
-        raise TypeError(msg)
-    levels = np.asarray(sigmas, dtype=np.float64)
+    levels = host_levels("sigmas", sigmas, refuse_bools=True)
     if levels.ndim != 1 or levels.size < 1:
         msg = f"sigmas must be a non-empty 1-d array; got shape {levels.shape}"
         raise ValueError(msg)

@@ -20,7 +20,7 @@ import array_api_compat as compat
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._arrays import check_dense, refuse_bool_items, shown
+from ._arrays import check_addressable, check_dense, refuse_bool_items, shown
 
 Float64Array = NDArray[np.float64]
 
@@ -180,12 +180,6 @@ def _as_float64_vector(name: str, values: ArrayLike) -> Float64Array:
     return array.astype(np.float64)
 
 
-# The most steps whose float64 tables (T + 1 entries at most) NumPy can
-# address; a T below it that exceeds memory gets NumPy's MemoryError, which
-# names the size it could not allocate.
-MAX_STEPS = int(np.iinfo(np.intp).max) // 16
-
-
 def _check_steps(T: Any) -> int:
     if isinstance(T, bool) or not isinstance(T, (int, np.integer)):
         msg = f"T must be an integer number of steps; got {shown(T)}"
@@ -193,12 +187,7 @@ def _check_steps(T: Any) -> int:
     if T < 1:
         msg = f"T must be at least 1; got {shown(T)}"
         raise ValueError(msg)
-    if T > MAX_STEPS:
-        msg = (
-            f"T must be at most {MAX_STEPS} (float64 tables NumPy can address); "
-            f"got {shown(T)}"
-        )
-        raise ValueError(msg)
+    check_addressable("T", T)
     return int(T)
 
 

@@ -359,3 +359,74 @@ def test_messages_shorten_huge_arguments(call: Callable[[Any], Any], big: Any) -
     with pytest.raises((TypeError, ValueError)) as info:
         call(big)
     assert len(str(info.value)) < 400, str(info.value)[:400]
+
+
+@pytest.mark.parametrize(
+    ("name", "call"),
+    [
+        ("n", lambda big: diffcore.karras_sigmas(big, 0.1, 10.0)),
+        ("L", lambda big: diffcore.geometric_sigmas(1.0, 0.1, big)),
+        ("T", lambda big: diffcore.sohl_dickstein_betas(big)),
+        ("T", lambda big: diffcore.LossHistorySampler(big)),
+        ("history", lambda big: diffcore.LossHistorySampler(10, history=big)),
+        ("batch_size", lambda big: diffcore.UniformSampler(100).sample(big)),
+    ],
+)
+def test_counts_beyond_what_numpy_can_address_are_named(name: str, call: Any) -> None:
+    # They failed inside NumPy ("Maximum allowed size exceeded", "Python int
+    # too large to convert to C long").
+    with pytest.raises(ValueError, match=rf"^{name} must be at most \d+ "):
+        call(2**70)
+
+
+@pytest.mark.parametrize(
+    ("error", "match", "call"),
+    [
+        (
+            ValueError,
+            r"^dynamic_threshold must be a percentile in \(0, 100\]; got 1000",
+            lambda: diffcore.ddim_step(
+                Schedule.linear(10),
+                np.zeros(2),
+                np.zeros(2),
+                5,
+                4,
+                dynamic_threshold=10**400,
+            ),
+        ),
+        (
+            ValueError,
+            r"^sigma must be positive and finite; got 1000",
+            lambda: diffcore.perturb(np.zeros(2), 10**400, np.zeros(2)),
+        ),
+        (
+            ValueError,
+            r"^sigma must be positive and finite; got 1000",
+            lambda: diffcore.dsm_target(np.zeros(2), np.zeros(2), 10**400),
+        ),
+        (
+            TypeError,
+            r"^sigmas must be numbers \(a list or a 1-d array\); got 'x'",
+            lambda: diffcore.annealed_langevin(
+                lambda x, s: x, np.zeros(2), "x", 0.1, 2
+            ),
+        ),
+        (
+            TypeError,
+            r"^sigmas must be numbers \(a list or a 1-d array\); got 'x'",
+            lambda: diffcore.timesteps_for_sigmas(Schedule.linear(10), "x"),
+        ),
+        (
+            TypeError,
+            r"^sigmas must be real numbers; got \[<object",
+            lambda: diffcore.timesteps_for_sigmas(Schedule.linear(10), [object()]),
+        ),
+    ],
+)
+def test_huge_ints_and_strings_are_named(
+    error: type[Exception], match: str, call: Callable[[], Any]
+) -> None:
+    # OverflowError "int too large to convert to float" or NumPy's "could not
+    # convert string to float", naming no argument.
+    with pytest.raises(error, match=match):
+        call()
