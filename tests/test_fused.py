@@ -262,16 +262,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
 def test_a_child_forked_after_the_kernel_ran_gets_right_answers() -> None:
     # GNU OpenMP kills a forked child that starts a parallel region: the
     # child must take the blocked path instead.
-    env = {key: value for key, value in os.environ.items() if key != _fused.ENV}
-    done = subprocess.run(
-        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", FORK_SCRIPT],
-        env=env,
-        timeout=120,
-        check=False,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
+    _run_with_numba(FORK_SCRIPT)
 
 
 RACE_SCRIPT = """
@@ -311,9 +302,14 @@ sys.exit(os.waitstatus_to_exitcode(status))
 def test_a_child_forked_during_the_first_kernel_keeps_off_it() -> None:
     # The kernel was marked used only once it returned: such a child started
     # GNU OpenMP again and hung or was killed.
+    _run_with_numba(RACE_SCRIPT)
+
+
+def _run_with_numba(script: str) -> None:
+    """Run ``script`` in a fresh interpreter with the kernel on; it must exit 0."""
     env = {key: value for key, value in os.environ.items() if key != _fused.ENV}
     done = subprocess.run(
-        [sys.executable, "-c", RACE_SCRIPT],
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", script],
         env=env,
         timeout=120,
         check=False,
