@@ -57,7 +57,7 @@ _pool_lock = threading.Lock()
 _local = threading.local()
 
 
-# TODO(#7): without Numba, 1.7-2.0 copies at 16 MiB in benchmarks/run.py
+# TODO(#7): without Numba, 1.7-2.5 copies at 16 MiB in benchmarks/run.py
 # (target 2.0): three ufunc passes per block, as NumPy has no fused
 # multiply-add, and one thread alone measures 2.7.
 def linear(

@@ -5,7 +5,7 @@ still runs three ufuncs over every block.  With Numba installed (``pip
 install numba``, or the ``fast`` extra), a combination of ``MIN_SIZE``
 elements or more runs as one parallel loop instead: each slice of the result
 is formed while it sits in cache, and only the inputs and the result cross
-memory (1.35-1.6 copies of one input at 16 MiB against 1.7-2.0 blocked, in
+memory (1.3-1.6 copies of one input at 16 MiB against 1.7-2.5 blocked, in
 ``make bench`` here).
 
 The products and sums are done in NumPy's order, ((c_0 x_0) + c_1 x_1) +

@@ -294,7 +294,7 @@ def timesteps_for_sigmas(schedule: Schedule, sigmas: ArrayLike) -> NDArray[np.in
     return np.ascontiguousarray(nearest[::-1].astype(np.int64))
 
 
-# TODO(#7): 3.9-4.6x faster than diffusers at 1x3x32x32 over the runs (target
+# TODO(#7): 3.8-4.6x faster than diffusers at 1x3x32x32 over the runs (target
 # 4x): five torch kernels and a finiteness sum (~11 us) plus ~9 us of checks.
 def ddpm_step(
     schedule: Schedule,
