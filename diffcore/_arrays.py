@@ -62,7 +62,35 @@ def shown(value: Any) -> str:
         if isinstance(value, list):
             return f"[{inner}]"
         return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if compat.is_array_api_obj(value) and not isinstance(value, np.generic):
+        return _shown_array(value)
     return reprlib.repr(value)
+
+
+def _shown_array(value: Array) -> str:
+    """An array's repr when short, else its type, shape, dtype and device.
+
+    ``reprlib`` cuts a long repr in the middle, which can drop the very
+    word that matters (``device='meta'``).
+    """
+    try:
+        text = repr(value)
+    except Exception:  # a repr that needs data the array lacks
+        text = ""
+    if text and len(text) <= _REPR_CHARS and "\n" not in text:
+        return text
+    shape = tuple(getattr(value, "shape", ()))
+    device = getattr(value, "device", None)
+    where = "" if device is None or callable(device) else f" on {device}"
+    kind = type(value).__name__
+    article = "an" if kind[:1].lower() in "aeiou" else "a"
+    return (
+        f"{article} {kind} of shape {shape} and dtype "
+        f"{getattr(value, 'dtype', '?')}{where}"
+    )
+
+
+_REPR_CHARS = 60
 
 
 _ITEMS = 6
@@ -176,8 +204,8 @@ def host_levels(
         msg = f"{name} must be numbers (a list or a 1-d array); got {shown(values)}"
         raise TypeError(msg)
     check_dense(name, values)
+    raw = read_host(name, values)
     try:
-        raw = np.asarray(values)
         levels = raw.astype(np.float64)
     except (TypeError, ValueError):
         msg = f"{name} must be real numbers; got {shown(values)}"
@@ -186,6 +214,47 @@ def host_levels(
         msg = f"{name} must be real noise levels, not bools; got {shown(values)}"
         raise TypeError(msg)
     return levels
+
+
+def read_host(name: str, values: Any) -> np.ndarray[Any, Any]:
+    """Values of any library (or a list of them) as a NumPy array on the host.
+
+    Torch tensors are detached and copied to the CPU, sparse ones made
+    dense; CuPy arrays are copied back.  bfloat16 (a torch dtype NumPy
+    lacks, or ml_dtypes' from JAX) is read as float64; other dtypes are
+    kept.  Values that cannot be read here (a meta tensor, a JAX tracer)
+    raise an error naming ``name``, not the library's own.
+    """
+    if isinstance(values, (list, tuple)) and any(
+        compat.is_array_api_obj(v) and not isinstance(v, np.generic) for v in values
+    ):
+        return np.asarray([read_host(name, v) for v in values])
+    if compat.is_torch_array(values):
+        if values.is_meta:
+            msg = (
+                f"{name} must hold values to read; got a tensor on the meta "
+                f"device (shape {tuple(values.shape)}, no data)"
+            )
+            raise ValueError(msg)
+        values = values.detach().cpu()
+        if str(values.layout) != "torch.strided":
+            values = values.to_dense()
+        if str(values.dtype) == "torch.bfloat16":
+            values = values.double()
+        return np.asarray(values.numpy())
+    if compat.is_cupy_array(values):
+        return np.asarray(values.get())
+    try:
+        array = np.asarray(values)
+    except Exception as error:  # a JAX tracer, or a library NumPy cannot read
+        msg = (
+            f"{name} must have values readable on the host here; got "
+            f"{shown(values)} ({type(error).__name__})"
+        )
+        raise TypeError(msg) from None
+    if array.dtype.kind == "V" and "float" in array.dtype.name:
+        array = array.astype(np.float64)  # ml_dtypes' bfloat16 from JAX
+    return array
 
 
 def check_dense(name: str, x: Array) -> None:
@@ -480,7 +549,7 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
         _check_shape(name, t.ndim, t.shape, x)
         # A timestep array from another library (say a CPU tensor with NumPy
         # samples) is read on the host and placed like x.
-        return _host_steps(xp, np.asarray(t), size, x, name)
+        return _host_steps(xp, read_host(name, t), size, x, name)
     return _library_steps(xp, t, size, x, name)
 
 

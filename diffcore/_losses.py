@@ -21,6 +21,7 @@ from ._arrays import (
     check_addressable,
     finish,
     gather,
+    read_host,
     shown,
     upcast,
 )
@@ -355,28 +356,6 @@ def _rng(rng: Any) -> Any:
     raise TypeError(msg)
 
 
-def _host_values(name: str, values: Any) -> np.ndarray[Any, Any]:
-    """Values of any library as NumPy, off any autograd graph; floats as float64.
-
-    Torch tensors are recognised by duck typing (no import of torch): a loss
-    that requires grad, or is bfloat16, is detached and read on the host, and
-    so is each tensor of a list.  Meta tensors hold no values to read.
-    """
-    if isinstance(values, (list, tuple)):
-        return np.asarray([_host_values(name, v) for v in values])
-    if hasattr(values, "detach") and hasattr(values, "is_floating_point"):
-        if getattr(values, "is_meta", False):
-            msg = f"{name} must hold values to read; got a tensor on the meta device"
-            raise ValueError(msg)
-        values = values.detach().cpu()
-        if values.is_floating_point():
-            values = values.double()
-        return np.asarray(values.numpy())
-    if hasattr(values, "get") and hasattr(values, "__cuda_array_interface__"):
-        return np.asarray(values.get())
-    return np.asarray(values)
-
-
 class UniformSampler:
     """Timesteps drawn uniformly from {0, ..., T-1}, each with weight 1.
 
@@ -517,8 +496,8 @@ class LossHistorySampler(UniformSampler):
         TypeError, ValueError
             For bad t or losses, before anything is recorded.
         """
-        steps = _host_values("t", t).reshape(-1)
-        values = _host_values("losses", losses).reshape(-1)
+        steps = read_host("t", t).reshape(-1)
+        values = read_host("losses", losses).reshape(-1)
         _check_update(steps, values, self.T)
 
         for step, value in zip(steps.tolist(), values.tolist(), strict=True):

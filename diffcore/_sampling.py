@@ -32,6 +32,7 @@ from ._arrays import (
     host_levels,
     namespace,
     namespace_of,
+    read_host,
     refuse_bool_items,
     shown,
     timesteps,
@@ -505,6 +506,17 @@ def _previous(
             raise ValueError(msg)
         steps = timesteps(xp, max(t_prev, 0), size, x, name="t_prev")
         return steps, np.asarray(t_prev < 0)
+    if isinstance(t_prev, (int, np.integer)) and not -1 <= t_prev < size:
+        msg = f"t_prev must lie in [-1, {size}) (-1 for the data); got {shown(t_prev)}"
+        raise ValueError(msg)
+    if not isinstance(
+        t_prev, (int, np.integer, list, tuple)
+    ) and not compat.is_array_api_obj(t_prev):
+        msg = (
+            "t_prev must be an integer timestep, -1 or an integer array; "
+            f"got {shown(t_prev)}"
+        )
+        raise TypeError(msg)
     check_dense("t_prev", t_prev)
     readable = isinstance(t_prev, (int, np.integer, list, tuple, np.ndarray)) or (
         compat.is_array_api_obj(t_prev)
@@ -517,7 +529,9 @@ def _previous(
         return steps, expand(xp, xp.astype(final, upcast(xp, x).dtype), x.ndim)
 
     refuse_bool_items("t_prev", t_prev)
-    host = np.asarray(t_prev)
+    host = read_host("t_prev", t_prev)
+    if host.size == 0 and isinstance(t_prev, (list, tuple)):
+        host = host.astype(np.int64)  # no values to tell the dtype: a shape error
     if not np.issubdtype(host.dtype, np.integer):
         msg = f"t_prev must have an integer dtype; got {host.dtype}"
         raise TypeError(msg)
@@ -882,7 +896,7 @@ def _check_sampler_timesteps(values: Any, size: int, method: str) -> NDArray[np.
     if values is None:
         return np.arange(size - 1, -1, -1, dtype=np.int64)
     refuse_bool_items("timesteps", values)
-    steps = np.asarray(values)
+    steps = read_host("timesteps", values)
     if steps.size == 0 and not compat.is_array_api_obj(values):
         # An empty list reads as float64; it is refused for being empty.
         steps = steps.astype(np.int64)

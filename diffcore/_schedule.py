@@ -16,11 +16,16 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Literal
 
-import array_api_compat as compat
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._arrays import check_addressable, check_dense, refuse_bool_items, shown
+from ._arrays import (
+    check_addressable,
+    check_dense,
+    read_host,
+    refuse_bool_items,
+    shown,
+)
 
 Float64Array = NDArray[np.float64]
 
@@ -138,36 +143,9 @@ def _betas_from_log(log_alphas_cumprod: Float64Array) -> Float64Array:
     return betas
 
 
-def _host_values(values: Any) -> NDArray[Any]:
-    """Values as a NumPy array on the host; torch tensors detached, floats upcast.
-
-    A tensor that requires grad, or one in bfloat16 (which NumPy lacks),
-    cannot go through np.asarray, and JAX's bfloat16 arrives as an
-    ml_dtypes type NumPy does not call floating; the schedule is float64
-    host data anyway.
-    """
-    if compat.is_torch_array(values):
-        tensor = values.detach().cpu()
-        if str(tensor.layout) != "torch.strided":  # sparse: its values in full
-            tensor = tensor.to_dense()
-        if tensor.dtype.is_floating_point:
-            tensor = tensor.double()
-        return np.asarray(tensor.numpy())
-    array = np.asarray(values)
-    if array.dtype.kind == "V" and "float" in array.dtype.name:
-        array = array.astype(np.float64)  # ml_dtypes' bfloat16 from JAX
-    return array
-
-
 def _as_float64_vector(name: str, values: ArrayLike) -> Float64Array:
-    if compat.is_torch_array(values) and values.is_meta:
-        msg = (
-            f"{name} must have readable values to build a schedule from; got a "
-            f"tensor on the meta device (shape {tuple(values.shape)}, no data)"
-        )
-        raise ValueError(msg)
     refuse_bool_items(name, values)
-    array = _host_values(values)
+    array = read_host(name, values)
     if array.dtype == np.bool_ or not (
         np.issubdtype(array.dtype, np.floating)
         or np.issubdtype(array.dtype, np.integer)
@@ -912,7 +890,7 @@ class Schedule:
             raise TypeError(msg)
         refuse_bool_items("indices", indices)
         check_dense("indices", indices)
-        kept = np.asarray(indices)
+        kept = read_host("indices", indices)
         if kept.ndim != 1 or kept.size < 1:
             msg = f"indices must be a non-empty 1-d array; got shape {kept.shape}"
             raise ValueError(msg)

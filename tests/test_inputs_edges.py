@@ -178,3 +178,58 @@ def test_memmaps_mix_with_plain_numpy_arrays(tmp_path: Any) -> None:
     np.testing.assert_array_equal(diffcore.q_sample(s, x, 5, mapped), expected)
     assert diffcore.q_sample(s, x, 5, x, out=out) is out
     np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("t_prev", [None, "3", 1j, object()])
+def test_ddim_step_names_a_t_prev_of_the_wrong_type(t_prev: Any) -> None:
+    x = np.ones((2, 3))
+    with pytest.raises(TypeError, match="t_prev must be an integer timestep, -1"):
+        diffcore.ddim_step(SCHEDULE, x, x, 5, t_prev)
+
+
+@pytest.mark.parametrize(
+    ("t_prev", "error", "match"),
+    [
+        (2**70, ValueError, r"t_prev must lie in \[-1, 10\).*1180591620717411303424"),
+        ([], ValueError, r"t_prev must be a scalar or have shape \(B,\).*\(0,\)"),
+    ],
+)
+def test_ddim_step_names_a_huge_or_empty_t_prev(
+    t_prev: Any, error: type[Exception], match: str
+) -> None:
+    x = np.ones((2, 3))
+    with pytest.raises(error, match=match):
+        diffcore.ddim_step(SCHEDULE, x, x, 5, t_prev)
+
+
+_META_CALLS = {
+    "q_sample t": lambda m, x: diffcore.q_sample(SCHEDULE, x, m, x),
+    "q_transition s": lambda m, x: diffcore.q_transition_mean_variance(
+        SCHEDULE, x, m, 9
+    ),
+    "ddim_step t_prev": lambda m, x: diffcore.ddim_step(SCHEDULE, x, x, 9, m),
+    "sample timesteps": lambda m, x: diffcore.sample(
+        SCHEDULE, lambda a, t: 0 * a, x, m[:2]
+    ),
+    "respace indices": lambda m, x: SCHEDULE.respace(m[:2]),
+    "sigmas": lambda m, x: diffcore.timesteps_for_sigmas(SCHEDULE, m * 0.1),
+}
+
+
+@pytest.mark.parametrize("call", list(_META_CALLS))
+def test_a_meta_tensor_beside_numpy_samples_is_named(call: str) -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    meta = torch.tensor([5, 3], device="meta")
+    name = call.split()[-1]
+    with pytest.raises(ValueError, match=rf"^{name} must hold values to read.*meta"):
+        _META_CALLS[call](meta, np.ones((2, 3), np.float32))
+
+
+def test_messages_keep_the_device_of_a_short_tensor() -> None:
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    from diffcore._arrays import shown
+
+    assert "meta" in shown(torch.tensor([5.0, 3.0], device="meta"))
+    long = shown(torch.arange(1000.0))
+    assert long == "a Tensor of shape (1000,) and dtype torch.float32 on cpu"
+    assert shown(np.arange(3)) == "array([0, 1, 2])"

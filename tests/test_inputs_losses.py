@@ -536,7 +536,7 @@ def test_loss_history_reads_lists_of_tensors_with_grad() -> None:
     losses = [torch.tensor(1.0, requires_grad=True), torch.tensor(2.0)]
     sampler.update([torch.tensor(0), torch.tensor(1)], losses)
     np.testing.assert_array_equal(sampler._losses[:2, 0], [1.0, 2.0])
-    with pytest.raises(TypeError, match="t must hold integers; got float64"):
+    with pytest.raises(TypeError, match="t must hold integers; got float32"):
         sampler.update([torch.tensor(1.0)], [torch.tensor(1.0)])
 
 

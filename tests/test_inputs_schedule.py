@@ -280,7 +280,7 @@ def test_a_meta_tensor_has_no_values_to_build_a_schedule_from(build: str) -> Non
     torch = pytest.importorskip("torch", reason="torch is not installed")
     values = torch.tensor([0.1, 0.2], device="meta")
     name = "betas" if build == "from_betas" else "alphas_cumprod"
-    with pytest.raises(ValueError, match=rf"{name} must have readable values.*meta"):
+    with pytest.raises(ValueError, match=rf"{name} must hold values to read.*meta"):
         getattr(Schedule, build)(values)
 
 
