@@ -523,8 +523,9 @@ def _previous(
         and (namespace_of(t_prev, "t_prev") is not xp or _readable(xp, t_prev))
     )
     if not readable:
-        final = t_prev < 0
-        clamped = xp.where(final, xp.zeros_like(t_prev), t_prev)
+        array: Array = t_prev  # an array of x's library, on a device or traced
+        final = array < 0
+        clamped = xp.where(final, xp.zeros_like(array), array)
         steps = timesteps(xp, clamped, size, x, name="t_prev")
         return steps, expand(xp, xp.astype(final, upcast(xp, x).dtype), x.ndim)
 
