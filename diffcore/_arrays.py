@@ -337,11 +337,10 @@ def check_like_all(reference: str, arrays: dict[str, Array]) -> None:
                 f"{name} must have the dtype of {reference}, {dtype}; got {value.dtype}"
             )
             raise TypeError(msg)
-        if backend.device(value) != device:
-            msg = (
-                f"{name} must be on the device of {reference}, "
-                f"{device}; got {backend.device(value)}"
-            )
+        other = backend.device(value)
+        if other != device and other is not None and device is not None:
+            # None: a JAX tracer, placed by JAX when the trace runs.
+            msg = f"{name} must be on the device of {reference}, {device}; got {other}"
             raise ValueError(msg)
 
 

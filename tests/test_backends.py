@@ -417,6 +417,33 @@ def test_jax_jit_over_core_functions() -> None:
     np.testing.assert_array_equal(np.asarray(draw), np.asarray(again))
 
 
+def test_jax_traced_arrays_mix_with_concrete_ones() -> None:
+    """A tracer has no device; closing over a concrete array is plain JAX."""
+    jax = jax_or_skip()
+    import jax.numpy as jnp
+
+    x_np, noise_np = (v.astype(np.float32) for v in data())
+    x_0, noise = jnp.asarray(x_np), jnp.asarray(noise_np)
+    want = diffcore.q_sample(SCHEDULE, x_np, 5, noise_np)
+    got = jax.jit(lambda a: diffcore.q_sample(SCHEDULE, a, 5, noise))(x_0)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-6)
+    got = jax.vmap(lambda a: diffcore.q_sample(SCHEDULE, a, 5, noise[0]))(x_0)
+    expected = diffcore.q_sample(
+        SCHEDULE, x_np, 5, np.broadcast_to(noise_np[0], x_np.shape)
+    )
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6)
+
+    def loss(p: Any) -> Any:
+        return diffcore.diffusion_loss(SCHEDULE, p, x_0, 5, noise).sum()
+
+    # The loss is a mean of squares of (p - noise) per sample: its gradient
+    # is 2 (p - noise) / (elements per sample).
+    p = noise + 1.0
+    grad = jax.grad(loss)(p)
+    per_sample = int(np.prod(x_np.shape[1:]))
+    np.testing.assert_allclose(np.asarray(grad), 2.0 / per_sample, rtol=1e-5)
+
+
 def test_jax_jit_diffusion_loss_gathers_weights_on_the_device() -> None:
     jax = jax_or_skip()
     import jax.numpy as jnp
