@@ -27,7 +27,7 @@ from ._arrays import (
 )
 from ._forward import _setup
 from ._likelihood import check_values_per_sample, mean_over_dims
-from ._parameterisation import velocity
+from ._parameterisation import velocity, why_zero
 from ._random import check_seed
 from ._reverse import PREDICTION_TYPES, _is_real, check_choice
 from ._schedule import Schedule, as_schedule
@@ -198,7 +198,7 @@ def _min_snr(snr: Float64Array, gamma: float, prediction_type: str) -> Float64Ar
         return clipped
     if prediction_type == "v":
         return clipped / (snr + 1.0)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):
         return np.minimum(1.0, gamma / snr)
 
 
@@ -325,7 +325,8 @@ def _check_finite_weight(
     msg = (
         f"weighting={shown(weighting)} with "
         f"prediction_type={shown(prediction_type)} has an "
-        f"infinite weight at t = {bad} (alpha_bar_t = 0, zero terminal SNR); "
+        f"infinite weight at t = {shown(bad)} (alpha_bar_t = 0, "
+        f"{why_zero(schedule, bad)}); "
         "predict 'v' or 'sample' (x_0) there, whose weights are finite"
     )
     raise ValueError(msg)

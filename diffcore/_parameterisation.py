@@ -7,6 +7,7 @@ q(x_t | x_0) is -eps / sigma.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import array_api_compat as compat
@@ -59,23 +60,36 @@ def x_0_from_eps(schedule: Schedule, x_t: Array, t: Any, eps: Array) -> Array:
     return _x_0_from_eps(schedule, xp, steps, x_t, eps)
 
 
-def _any_zero(table: Any, host: Any) -> bool:
-    """Whether the table is 0 at any of the host timesteps (one without NumPy)."""
+def why_zero(schedule: Schedule, steps: Any) -> str:
+    """Why alpha_bar is 0 at the given timesteps: by design, or by underflow."""
+    logs = schedule._log_alphas_cumprod[np.asarray(steps)]
+    if np.all(np.isneginf(logs)):
+        return "zero terminal SNR"
+    finite = float(np.max(logs[np.isfinite(logs)]))
+    return f"alpha_bar_t underflows float64 there: log alpha_bar_t = {finite:.6g}"
+
+
+def _any_inf(table: Any, host: Any) -> bool:
+    """Whether the table is infinite at any of the host timesteps."""
     if host.size == 1:
-        return bool(table[host.item()] == 0.0)
-    return bool(np.any(table[host] == 0.0))
+        return bool(math.isinf(table[host.item()]))
+    return bool(np.any(np.isinf(table[host])))
 
 
 def _x_0_from_eps(
     schedule: Schedule, xp: Namespace, steps: Steps, x_t: Array, eps: Array
 ) -> Array:
     """x_0_from_eps on arrays and timesteps that a public caller validated."""
-    if steps.host is not None and _any_zero(schedule.alphas_cumprod, steps.host):
-        bad = np.unique(steps.host[schedule.alphas_cumprod[steps.host] == 0.0])
+    # 1 / sqrt(alpha_bar_t) is infinite where alpha_bar_t = 0 (zero terminal
+    # SNR), or where log alpha_bar_t < -1419 (underflow); finite elsewhere,
+    # even where alpha_bar_t itself underflows to 0.
+    recip = schedule._table("sqrt_recip_alphas_cumprod")
+    if steps.host is not None and _any_inf(recip, steps.host):
+        bad = np.unique(steps.host[np.isinf(recip[steps.host])])
         msg = (
-            "x_0 cannot be recovered from eps where alphas_cumprod is 0 (zero "
-            f"terminal SNR); got t = {', '.join(map(str, bad))} there; use "
-            "v-prediction and x_0_from_v"
+            "x_0 cannot be recovered from eps where alphas_cumprod is 0 "
+            f"({why_zero(schedule, bad)}); got t = {', '.join(map(str, bad))} there; "
+            "use v-prediction and x_0_from_v"
         )
         raise ValueError(msg)
     a = gather(schedule, "sqrt_recip_alphas_cumprod", steps, xp, x_t)

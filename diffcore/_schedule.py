@@ -135,8 +135,8 @@ def _log_variance(
 
 def _betas_from_log(log_alphas_cumprod: Float64Array) -> Float64Array:
     """beta_t = 1 - alpha_bar_t / alpha_bar_{t-1}, as -expm1 of a log difference."""
-    steps = np.diff(log_alphas_cumprod, prepend=0.0)
     with np.errstate(invalid="ignore"):
+        steps = np.diff(log_alphas_cumprod, prepend=0.0)
         betas: Float64Array = np.where(
             np.isneginf(log_alphas_cumprod), 1.0, -np.expm1(steps)
         )
@@ -169,7 +169,11 @@ def _check_steps(T: Any) -> int:
     return int(T)
 
 
-def _check_betas(betas: Float64Array, name: str = "betas") -> None:
+def _check_betas(
+    betas: Float64Array,
+    name: str = "betas",
+    log_alphas_cumprod: Float64Array | None = None,
+) -> None:
     bad = np.flatnonzero(~((betas > 0.0) & (betas <= 1.0)))
     if bad.size:
         i = int(bad[0])
@@ -178,6 +182,18 @@ def _check_betas(betas: Float64Array, name: str = "betas") -> None:
             f"{name}[{i}] = {float(betas[i])!r} ({_entries(bad.size)} outside)"
         )
         raise ValueError(msg)
+    if log_alphas_cumprod is not None:
+        # A derived beta may round to 1 (alpha_bar_t / alpha_bar_{t-1} below
+        # 2**-53) while alpha_bar stays positive; only a zero counts.
+        zeros = np.flatnonzero(np.isneginf(log_alphas_cumprod[:-1]))
+        if zeros.size:
+            msg = (
+                "alphas_cumprod may be 0 only at the last step (zero terminal "
+                f"SNR); got alphas_cumprod[{int(zeros[0])}] = 0.0 of T = "
+                f"{betas.shape[0]}"
+            )
+            raise ValueError(msg)
+        return
     # alpha_bar reaches 0 at a beta of 1: only the last step may (zero terminal SNR).
     ones = np.flatnonzero(betas[:-1] == 1.0)
     if ones.size:
@@ -366,7 +382,7 @@ class Schedule:
         log_1m = _readonly(log_one_minus_alphas_cumprod)
         if betas is None:
             betas = _betas_from_log(log_ab)
-        _check_betas(betas, "betas derived from alphas_cumprod")
+        _check_betas(betas, "betas derived from alphas_cumprod", log_ab)
         T = betas.shape[0]
         if timestep_map is None:
             timestep_map = np.arange(T, dtype=np.int64)
@@ -407,6 +423,14 @@ class Schedule:
         alphas_cumprod_prev = np.concatenate([[1.0], alphas_cumprod[:-1]])
         one_minus_prev = np.concatenate([[0.0], one_minus[:-1]])
         alphas = 1.0 - betas
+        # 1 - beta cancels for beta near 1 (a derived beta may even round to 1
+        # while alpha_bar stays positive): alpha from the log ratio there.
+        near_one = np.flatnonzero((betas > 0.5) & np.isfinite(log_ab))
+        if near_one.size:
+            lo = self._log_alphas_cumprod_lo
+            with np.errstate(invalid="ignore"):
+                steps = np.diff(log_ab, prepend=0.0) + np.diff(lo, prepend=0.0)
+            alphas[near_one] = np.exp(steps[near_one])
 
         # Ho et al. 2020, eqs. 6-7: posterior variance and mean weights.  The
         # ratio comes first: betas * one_minus_prev alone underflows for tiny betas.
@@ -854,12 +878,27 @@ class Schedule:
         root = self.sqrt_alphas_cumprod
         one_minus_root = self._one_minus_alphas_cumprod / (1.0 + root)
         first, last = root[0], root[-1]
+        # first - last and root - last from the one-minus table: exact even
+        # where every sqrt(alpha_bar) rounds to 1 (betas below 2**-53).
+        span = one_minus_root[-1] - one_minus_root[0]
+        if not span > 0.0:
+            msg = (
+                "rescale_zero_terminal_snr needs sqrt(alpha_bar) to fall from its "
+                "first step to its last; got 1 - sqrt(alpha_bar) = "
+                f"{float(one_minus_root[0])!r} at both"
+            )
+            raise ValueError(msg)
 
-        # 1 - new_root = (first (1 - root) - last (1 - first)) / (first - last)
-        new_root = (root - last) * (first / (first - last))
+        # root - last directly where sqrt(alpha_bar) is small (1 - root would
+        # round it away), from the one-minus table where it is near 1.
+        new_root = np.where(
+            root < 0.5, root - last, one_minus_root[-1] - one_minus_root
+        ) * (first / span)
         new_root[-1] = 0.0
-        new_one_minus_root = (first * one_minus_root - last * one_minus_root[0]) / (
-            first - last
+        # = (first (1 - root) - last (1 - first)) / (first - last), without
+        # the cancellation of first (1 - root) - last (1 - first) at t = 0
+        new_one_minus_root = (
+            first * ((one_minus_root - one_minus_root[0]) / span) + one_minus_root[0]
         )
         new_one_minus_root[-1] = 1.0
         with np.errstate(divide="ignore"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -430,3 +431,88 @@ def test_huge_ints_and_strings_are_named(
     # convert string to float", naming no argument.
     with pytest.raises(error, match=match):
         call()
+
+
+def _rescaled_reference(betas: Any) -> tuple[list[float], list[float]]:
+    """Lin et al.'s rescaling in 700-digit arithmetic: alpha_bar and 1 - it."""
+    with mp.workdps(700):
+        product, roots = mp.mpf(1), []
+        for beta in betas:
+            product *= 1 - mp.mpf(float(beta))
+            roots.append(mp.sqrt(product))
+        first, last = roots[0], roots[-1]
+        new = [(r - last) * first / (first - last) for r in roots]
+        return [float(n**2) for n in new], [float(1 - n**2) for n in new]
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [Schedule.linear(3, 1e-18, 1e-18), Schedule.from_betas([1e-300, 1e-300])],
+    ids=["betas 1e-18", "betas 1e-300"],
+)
+def test_rescale_zero_terminal_snr_of_betas_below_the_rounding_of_one(
+    schedule: Schedule,
+) -> None:
+    """sqrt(alpha_bar) rounds to 1 at every step; the one-minus table does not."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rescaled = schedule.rescale_zero_terminal_snr()
+    alphas_cumprod, one_minus = _rescaled_reference(schedule.betas)
+    np.testing.assert_allclose(rescaled.alphas_cumprod, alphas_cumprod, rtol=1e-15)
+    np.testing.assert_allclose(
+        rescaled._one_minus_alphas_cumprod, one_minus, rtol=1e-15
+    )
+
+
+def test_rescale_zero_terminal_snr_keeps_small_roots_positive() -> None:
+    """sqrt(alpha_bar) below 2**-53 used to round to 0 (1 - (1 - root))."""
+    schedule = Schedule.linear(100_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rescaled = schedule.rescale_zero_terminal_snr()
+    assert np.isfinite(rescaled._log_alphas_cumprod[:-1]).all()
+    assert rescaled.alphas_cumprod[-1] == 0.0
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Schedule.from_alphas_cumprod([0.5, 1e-20, 1e-30]),
+        lambda: Schedule.from_log_snr(lambda u: 10 - 200 * u, 4),
+        lambda: Schedule.linear(100_000).respace([0, 50_000, 99_999]),
+    ],
+    ids=["from_alphas_cumprod", "from_log_snr", "respace"],
+)
+def test_derived_betas_may_round_to_one_while_alpha_bar_is_positive(
+    build: Callable[[], Schedule],
+) -> None:
+    schedule = build()
+    logs = schedule._log_alphas_cumprod
+    assert np.isfinite(logs).all()
+    # alpha_t = alpha_bar_t / alpha_bar_{t-1} from the logs, not 1 - beta_t = 0
+    want = np.exp(np.diff(logs, prepend=0.0))
+    np.testing.assert_allclose(schedule.alphas, want, rtol=1e-12)
+
+
+def test_x_0_from_eps_where_alpha_bar_underflows_but_its_root_does_not() -> None:
+    """alpha_bar_t = exp(-1011.7) is 0 in float64; 1 / sqrt(it) is finite."""
+    schedule = Schedule.linear(100_000)
+    t = 99_998
+    assert schedule.alphas_cumprod[t] == 0.0
+    x_t, eps = np.array([[2.0, -1.0]]), np.array([[1.0, 0.5]])
+    got = diffcore.x_0_from_eps(schedule, x_t, t, eps)
+    with mp.workdps(50):
+        log_ab = mp.mpf(float(schedule._log_alphas_cumprod[t]))
+        a = mp.exp(-log_ab / 2)
+        b = mp.sqrt(mp.exp(-log_ab) - 1)
+        want = [float(a * x - b * e) for x, e in zip(x_t[0], eps[0], strict=True)]
+    np.testing.assert_allclose(got[0], want, rtol=1e-12)
+
+
+def test_zero_terminal_snr_and_underflow_are_told_apart() -> None:
+    from diffcore._parameterisation import why_zero
+
+    assert why_zero(Schedule.linear(10).rescale_zero_terminal_snr(), [9]) == (
+        "zero terminal SNR"
+    )
+    assert "underflows float64" in why_zero(Schedule.linear(100_000), [99_998])
