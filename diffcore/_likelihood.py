@@ -255,7 +255,25 @@ def _check_bins(bins: Any) -> int:
     return int(bins)
 
 
-def _check_on_grid(xp: Namespace, x_0: Array, bins: int) -> None:
+def _grid_rounding(xp: Namespace, x_0: Array, bins: int) -> float:
+    """The largest rounding of a grid level to x_0's dtype, in bins.
+
+    Half an ulp just below 1 is eps / 4, and a bin is 2 / (bins - 1) wide:
+    0.25 of a bin for bfloat16 at 256 levels.  A TypeError when the dtype
+    cannot tell neighbouring levels apart.
+    """
+    rounding = float(xp.finfo(x_0.dtype).eps) * (bins - 1) / 8.0
+    if rounding > 0.4:
+        msg = (
+            f"x_0's dtype {x_0.dtype} cannot hold the {bins}-level grid (levels "
+            f"round by up to {rounding:.2g} of a bin); cast x_0, mean and "
+            "log_variance to float32"
+        )
+        raise TypeError(msg)
+    return rounding
+
+
+def _check_on_grid(xp: Namespace, x_0: Array, bins: int, rounding: float) -> None:
     """x_0 must hold values of the grid 2k / (bins - 1) - 1 (when readable)."""
     if not _readable_values(x_0):
         return
@@ -271,7 +289,7 @@ def _check_on_grid(xp: Namespace, x_0: Array, bins: int) -> None:
         raise ValueError(msg)
     level = (values + 1.0) * (bins - 1) / 2.0
     off = np.abs(level - np.round(level))
-    if off.max() > 0.05:
+    if off.max() > 0.05 + rounding:
         i = int(np.argmax(off))
         msg = (
             f"x_0 must lie on the {bins}-level grid 2k/{bins - 1} - 1 "
@@ -344,9 +362,14 @@ def discretized_gaussian_log_likelihood(
     xp = namespace(x_0=x_0, mean=mean, log_variance=log_variance)
     check_floating(xp, "x_0", x_0)
     check_like(xp, "x_0", x_0=x_0, mean=mean, log_variance=log_variance)
-    _check_on_grid(xp, x_0, bins)
+    rounding = _grid_rounding(xp, x_0, bins)
+    _check_on_grid(xp, x_0, bins, rounding)
 
     x, mu, log_var = (upcast(xp, a) for a in (x_0, mean, log_variance))
+    if rounding > 0.01:
+        # A 16-bit x_0 holds each level only to within ``rounding`` of a bin:
+        # the level it stands for is the nearest one.
+        x = xp.round((x + 1.0) * ((bins - 1) / 2.0)) * (2.0 / (bins - 1)) - 1.0
     # Below the floor every bin is over 1e13 standard deviations wide: the
     # point-mass limit, reached without overflow (log_variance = -inf too).
     log_var = xp.clip(log_var, min=_LOG_VARIANCE_FLOOR)

@@ -311,3 +311,28 @@ def test_diffusion_loss_builds_each_weight_table_once(
     # one table per (weighting, gamma), from the loss; loss_weights builds its own
     assert len(built) == len(options) + 3 * len(options)
     assert len({args for args in built}) == len(options)
+
+
+def test_bfloat16_data_on_the_grid_has_its_level_likelihood() -> None:
+    """bfloat16 rounds levels by up to 0.25 of a bin; each stands for its level."""
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    grid = torch.linspace(-1, 1, 256, dtype=torch.float64)[None]
+    mean = torch.full_like(grid, 0.1)
+    log_variance = torch.full_like(grid, -3.0)
+    want = diffcore.discretized_gaussian_log_likelihood(grid, mean, log_variance)
+    got = diffcore.discretized_gaussian_log_likelihood(
+        *(a.bfloat16() for a in (grid, mean, log_variance))
+    )
+    assert got.dtype == torch.bfloat16
+    # mean and log variance round to bfloat16 too: compare with their rounding
+    rounded = diffcore.discretized_gaussian_log_likelihood(
+        grid, mean.bfloat16().double(), log_variance.bfloat16().double()
+    )
+    torch.testing.assert_close(got.double(), rounded, rtol=2**-7, atol=1e-3)
+    assert (want - rounded).abs().max() < 0.05
+
+
+def test_a_dtype_too_coarse_for_the_grid_is_named() -> None:
+    x = np.zeros(3, np.float16)
+    with pytest.raises(TypeError, match="dtype float16 cannot hold the 4096-level"):
+        diffcore.discretized_gaussian_log_likelihood(x, x, x, bins=4096)
