@@ -511,3 +511,19 @@ def test_a_float_image_with_nan_or_inf_is_a_usage_error(
     assert_one_line_error(result)
     assert "'--image'" in result.stderr and "NaN or infinite" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("size", [(1, 200), (300, 1)], ids=["one row", "one column"])
+def test_demo_runs_on_a_strip_one_pixel_wide(
+    tmp_path: Path, size: tuple[int, int]
+) -> None:
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+    image = tmp_path / "strip.png"
+    Image.fromarray(pixels).save(image)
+    out = tmp_path / "out"
+    # Longer than SHRUNK_SIDE: the image is averaged down along its one row.
+    options = ["--steps", "12", "--max-side", "300"]
+    result = run("demo", "--image", str(image), "--out", str(out), *options)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(DEMO_FILES)

@@ -38,7 +38,8 @@ def patches(x_0: Pixels) -> Pixels:
 
     Returns float32 of shape (N, 3, PATCH, PATCH).
     """
-    factor = max(1, max(x_0.shape[1:]) // SHRUNK_SIDE)
+    # Never more than the shorter side: a 1 x 5000 strip keeps its one row.
+    factor = max(1, min(max(x_0.shape[1:]) // SHRUNK_SIDE, *x_0.shape[1:]))
     h, w = (x_0.shape[1] // factor) * factor, (x_0.shape[2] // factor) * factor
     small = x_0[:, :h, :w].reshape(3, h // factor, factor, w // factor, factor)
     small = small.mean(axis=(2, 4))
