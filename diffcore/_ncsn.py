@@ -493,7 +493,7 @@ def _scored(xp: Any, score: ScoreModel, x: Array, sigma: float) -> Array:
     It is checked finite too, where reading it is cheap, as in :func:`sample`.
     """
     output = score(x, sigma)
-    _check_returned(output, x, f"at sigma = {shown(sigma)}", name="score")
+    output = _check_returned(output, x, f"at sigma = {shown(sigma)}", name="score")
     check_like(xp, "x", x=x, score=output)
     _check_finite(xp, f"score at sigma = {shown(sigma)}", output)
     return output

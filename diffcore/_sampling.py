@@ -1091,7 +1091,7 @@ def sample(
     for i, t in enumerate(steps.tolist()):
         t_prev = int(steps[i + 1]) if i + 1 < len(steps) else -1
         output = model(x, _model_timesteps(xp, schedule, t, x))
-        _check_returned(output, x, f"at timestep t = {t}")
+        output = _check_returned(output, x, f"at timestep t = {t}")
         noise = first if i == 0 else draw(i, x) if noisy else None
         if method == "ddpm":
             x = ddpm_step(
@@ -1146,11 +1146,15 @@ def _check_state(xp: Namespace, x: Array, t: int, t_prev: int) -> None:
     raise ValueError(msg)
 
 
-def _check_returned(output: Any, x: Array, when: str, name: str = "model") -> None:
-    """Raise a TypeError unless the callable returned an array of x's library.
+def _check_returned(output: Any, x: Array, when: str, name: str = "model") -> Array:
+    """The callable's output: an array of x's library, or a TypeError.
 
-    ``when`` says which call it was ("at timestep t = 5").
+    ``when`` says which call it was ("at timestep t = 5").  A NumPy scalar
+    is read as a 0-d array for 0-d NumPy x: arithmetic on a 0-d array
+    returns one (``0.5 * x``).
     """
+    if isinstance(output, np.generic) and compat.is_numpy_array(x) and x.ndim == 0:
+        return np.asarray(output)
     try:
         namespace(x=x, model_output=output)
     except TypeError as error:
@@ -1159,6 +1163,7 @@ def _check_returned(output: Any, x: Array, when: str, name: str = "model") -> No
             f"it returned {_kind(output)}"
         )
         raise TypeError(msg) from error
+    return output
 
 
 def _kind(value: Any) -> str:

@@ -521,3 +521,28 @@ def test_sample_warns_once_for_a_fractional_dynamic_threshold(method: Any) -> No
         diffcore.sample(LINEAR, lambda x, t: 0 * x, np.ones((2, 2)), steps,
                         method=method, dynamic_threshold=0.995)  # fmt: skip
     assert len(record) == 1 and record[0].filename == __file__
+
+
+def test_a_0d_state_takes_the_numpy_scalar_its_arithmetic_returns() -> None:
+    """0.5 * np.array(1.0) is np.float64(0.5), not a 0-d array."""
+    schedule = diffcore.Schedule.linear(1000)
+
+    def model(x: Any, t: Any) -> Any:
+        return 0.5 * x
+
+    def as_array(x: Any, t: Any) -> Any:
+        return np.asarray(0.5 * x)
+
+    assert isinstance(model(np.array(1.0), 0), np.float64)
+    steps = [999, 500, 0]
+    got = diffcore.sample(schedule, model, np.array(1.0), steps, method="ddim")
+    want = diffcore.sample(schedule, as_array, np.array(1.0), steps, method="ddim")
+    assert isinstance(got, np.ndarray) and got.shape == ()
+    np.testing.assert_array_equal(got, want)
+    levels = [1.0, 0.1]
+    got = diffcore.annealed_langevin(model, np.array(1.0), levels, 1e-3, 2, generator=0)
+    want = diffcore.annealed_langevin(
+        as_array, np.array(1.0), levels, 1e-3, 2, generator=0
+    )
+    assert got.shape == ()
+    np.testing.assert_array_equal(got, want)
