@@ -7,8 +7,8 @@ Other libraries can run diffcore's properties on their own tables::
 
     @given(betas())
     def test_my_library(b):
-        table = my_library.alphas_cumprod(b)
-        assert_closed_form_matches_chain(b, table)
+        sqrt_ab, sqrt_one_minus_ab = my_library.closed_form_coefficients(b)
+        assert_closed_form_matches_chain(b, sqrt_ab, sqrt_one_minus_ab)
 
 Importing this module needs Hypothesis (``pip install diffcore[testing]``);
 ``import diffcore`` does not import it.
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from numpy.typing import ArrayLike, NDArray
 
-from ._arrays import refuse_bool_items, shown
+from ._arrays import host_levels, refuse_bool_items, shown
 from ._schedule import Schedule
 
 __all__ = [
@@ -246,10 +246,9 @@ def _check_rtol(rtol: Any) -> None:
 
 def _check_betas(betas: ArrayLike) -> NDArray[np.float64]:
     """betas as a float64 array (T,) of values in (0, 1]."""
-    refuse_bool_items("betas", betas)
-    b = np.asarray(betas, dtype=np.float64)
-    if b.ndim != 1:
-        msg = f"betas must be a 1-d array (T,); got shape {b.shape}"
+    b = _vector("betas", betas)
+    if b.ndim != 1 or b.size < 1:
+        msg = f"betas must be a non-empty 1-d array (T,); got shape {b.shape}"
         raise ValueError(msg)
     bad = np.flatnonzero(~((b > 0.0) & (b <= 1.0)))
     if bad.size:
@@ -264,12 +263,21 @@ def _check_betas(betas: ArrayLike) -> NDArray[np.float64]:
     return b
 
 
+def _vector(name: str, values: ArrayLike) -> NDArray[np.float64]:
+    """Real values of any library as float64, or a TypeError naming them."""
+    refuse_bool_items(name, values)
+    if str(getattr(values, "dtype", "")).endswith("bool"):
+        msg = f"{name} must hold real numbers, not bools; got {shown(values)}"
+        raise TypeError(msg)
+    return host_levels(name, values)
+
+
 def _tables(betas: ArrayLike, **tables: ArrayLike) -> list[NDArray[np.float64]]:
     """betas and the tables to check, as float64 arrays of one 1-d shape."""
     b = _check_betas(betas)
     arrays = [b]
     for name, table in tables.items():
-        array = np.asarray(table, dtype=np.float64)
+        array = _vector(name, table)
         if array.shape != b.shape:
             msg = f"{name} must have the shape of betas, {b.shape}; got {array.shape}"
             raise ValueError(msg)

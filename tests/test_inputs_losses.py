@@ -395,6 +395,42 @@ def test_reference_checks_refuse_a_bad_rtol(
         )
 
 
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        (("x", [1.0], [0.0]), TypeError, "betas must be numbers"),
+        (([0.1], "x", [0.0]), TypeError, "sqrt_alphas_cumprod must be numbers"),
+        (([0.1], [1.0], np.array([True])), TypeError, "must hold real numbers, not"),
+        (([], [], []), ValueError, r"betas must be a non-empty 1-d array"),
+    ],
+)
+def test_reference_checks_name_bad_tables(
+    args: tuple[Any, ...], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        testing.assert_closed_form_matches_chain(*args)
+
+
+def test_the_testing_module_example_runs_as_written() -> None:
+    """The module docstring's example, with diffcore as 'my_library'."""
+    from hypothesis import given, settings
+
+    @settings(max_examples=20, deadline=None)
+    @given(testing.betas())
+    def test_my_library(b: Any) -> None:
+        s = Schedule.from_betas(b)
+        sqrt_ab, sqrt_one_minus_ab = (
+            s.sqrt_alphas_cumprod,
+            s.sqrt_one_minus_alphas_cumprod,
+        )
+        testing.assert_closed_form_matches_chain(b, sqrt_ab, sqrt_one_minus_ab)
+
+    test_my_library()
+    assert "assert_closed_form_matches_chain(b, sqrt_ab, sqrt_one_minus_ab)" in (
+        testing.__doc__ or ""
+    )
+
+
 def test_reference_checks_name_a_table_of_the_wrong_length() -> None:
     s = Schedule.linear(10)
     msg = r"sqrt_alphas_cumprod must have the shape of betas, \(10,\); got \(5,\)"
