@@ -671,7 +671,12 @@ def gather(
 
     backend = backend_for(x)
     device_table = backend.table(schedule, name, xp, backend.device(x), dtype)
-    values = xp.take(device_table, steps.index, axis=0)
+    on_device: Array = steps.index
+    if on_device.ndim == 0:
+        # take reads a 0-d index as (1,) anyway; torch.func.vmap's rule for a
+        # 0-d index does not, and would return the whole table.
+        on_device = xp.reshape(on_device, (1,))
+    values = xp.take(device_table, on_device, axis=0)
     if steps.valid is not None:
         values = xp.where(steps.valid, values, xp.asarray(xp.nan, dtype=dtype))
     return expand(xp, values, x.ndim)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -590,3 +591,35 @@ def test_loops_take_their_seeded_source_from_the_backend(
     score = lambda x, sigma: 0 * x  # noqa: E731
     diffcore.annealed_langevin(score, x, [1.0, 0.5], 0.1, 2, generator=5)
     assert made == [5]  # one source for the whole loop, from the backend
+
+
+def test_torch_func_vmap_and_grad_over_core_functions() -> None:
+    """Inside torch.func transforms values are not read: the device path runs."""
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    schedule = diffcore.Schedule.linear(10)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, dtype=torch.float64, generator=gen)
+    noise = torch.randn(4, 3, dtype=torch.float64, generator=gen)
+    t = torch.tensor([1, 2, 3, 4])
+
+    def q(a: Any, tt: Any, n: Any) -> Any:
+        return diffcore.q_sample(schedule, a, tt, n)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no slow batching fallback either
+        got = torch.func.vmap(q)(x, t, noise)
+        steps = torch.func.vmap(
+            lambda a, tt: diffcore.ddim_step(schedule, a, a, tt, tt - 1).x_prev
+        )(x, t)
+    torch.testing.assert_close(got, q(x, t, noise), rtol=1e-15, atol=0)
+    for i in range(4):
+        row = slice(i, i + 1)
+        want = diffcore.ddim_step(schedule, x[row], x[row], int(t[i]), int(t[i]) - 1)
+        torch.testing.assert_close(steps[row], want.x_prev, rtol=1e-14, atol=1e-15)
+
+    def loss(p: Any) -> Any:
+        return diffcore.diffusion_loss(schedule, p, x, t, noise).sum()
+
+    # the mean over 3 elements of (p - noise)^2 per sample
+    grad = torch.func.grad(loss)(x)
+    torch.testing.assert_close(grad, 2.0 * (x - noise) / 3.0, rtol=1e-14, atol=1e-15)

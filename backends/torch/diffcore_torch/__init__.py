@@ -108,6 +108,9 @@ class TorchBackend(Backend):
             _combine(terms, out)
             return out
 
+        if _transformed():
+            # torch.func has no batching rule for addcmul_: out-of-place ops.
+            return super().linear(xp, terms, dtype)
         # The first product is a fresh tensor, so the sums may update it in
         # place: no out= kernel, hence differentiable and traceable as well.
         total = torch.mul(first if first.dtype == work else first.to(work), coef)
@@ -119,10 +122,10 @@ class TorchBackend(Backend):
         return total if total.dtype == dtype else total.to(dtype)
 
     def readable(self, x: torch.Tensor) -> bool:
-        return x.is_cpu and not torch.compiler.is_compiling()
+        return x.is_cpu and not torch.compiler.is_compiling() and not _transformed()
 
     def host(self, x: torch.Tensor) -> np.ndarray[Any, Any] | None:
-        if not x.is_cpu or torch.compiler.is_compiling():
+        if not self.readable(x):
             return None
         return x.detach().numpy() if x.requires_grad else x.numpy()
 
@@ -131,13 +134,13 @@ class TorchBackend(Backend):
         # different storages may still share memory (from_numpy of two views).
         if a.device != b.device:
             return False
-        if a.device.type == "meta":
+        if a.device.type == "meta" or _transformed():
             return True
         return _overlap(_extent(a), b)
 
     def clobbers(self, out: torch.Tensor, terms: Terms) -> bool:
         # Backend.clobbers with out's address range found once.
-        if out.is_meta:
+        if out.is_meta or _transformed():
             return True
         span, device = _extent(out), out.device
         for index, (_, array) in enumerate(terms):
@@ -156,6 +159,16 @@ class TorchBackend(Backend):
         if torch.compiler.is_compiling():
             return _traced_table(schedule, name, device, dtype)
         return super().table(schedule, name, xp, device, dtype)
+
+
+# Inside a torch.func transform (vmap, grad, jacrev, ...) tensors have no
+# data pointer to compare and no values to read on the host, even tensors
+# from outside it: the interpreter stack is not empty there.
+_interpreters = torch._C._functorch.peek_interpreter_stack
+
+
+def _transformed() -> bool:
+    return _interpreters() is not None
 
 
 def _overlap(span: tuple[int, int], x: torch.Tensor) -> bool:
