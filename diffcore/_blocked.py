@@ -70,12 +70,23 @@ def linear(
     that is not C-contiguous, takes the whole-array path.  Arrays of
     THREADED elements or more are shared among ``count`` threads, or go to
     the Numba kernel when ``fused`` (``numba_wanted()``) and Numba is there.
+
+    Overflow gives inf and inf - inf NaN without NumPy's RuntimeWarning, as
+    in the Numba kernel and in torch: whether a warning came would depend on
+    the array's size and the path it took.
     """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _linear(terms, out, count, fused)
+
+
+def _linear(
+    terms: Terms, out: np.ndarray[Any, Any], count: int, fused: bool
+) -> np.ndarray[Any, Any]:
     if out.size > BLOCK and not out.flags.c_contiguous and _contiguous(terms):
         # Formed in C order and copied across once: ufuncs that write a
         # Fortran-ordered out from C-ordered inputs are many times slower.
         fresh = np.empty(out.shape, out.dtype)
-        np.copyto(out, linear(terms, fresh, count, fused))
+        np.copyto(out, _linear(terms, fresh, count, fused))
         return out
     rows = None if out.size <= BLOCK else _rows(terms, out)
     if rows is None:
@@ -108,13 +119,23 @@ def linear(
         run(shares[0])
         return out
 
-    futures = _submit(run, shares[1:])
+    futures = _submit(functools.partial(_quietly, run), shares[1:])
     try:
         run(shares[0])
     finally:
         for future in futures:
             future.result()
     return out
+
+
+def _quietly(run: Any, share: Any) -> None:
+    """``run(share)`` in a pool thread, under ``linear``'s error state.
+
+    NumPy's error state lives in a context variable, which a pool thread
+    does not inherit from the caller.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        run(share)
 
 
 def numba_wanted() -> bool:

@@ -80,7 +80,9 @@ def normal_kl(
     ----------
     mean_1, log_variance_1, mean_2, log_variance_2 : arrays
         Real floating arrays of one library whose shapes broadcast together
-        (ValueError naming the first that does not).  Variances enter through
+        (ValueError naming the first that does not) and whose dtypes promote
+        as the array API's ``result_type`` does (float32 with float64 gives
+        float64), like the library's own arithmetic.  Variances enter through
         their logs, so they are positive by construction; a NaN log variance
         gives NaN, and so do equal infinite ones (inf - inf: the divergence
         is undefined).  Any other infinite log variance gives inf, and so
@@ -208,7 +210,8 @@ def log_standard_normal_cdf(x: Array) -> Array:
     """
     xp = namespace(x=x)
     check_floating(xp, "x", x)
-    return finish(xp, _log_ndtr(xp, upcast(xp, x)), x.dtype)
+    with np.errstate(all="ignore"):  # -inf at x = -inf, as in torch
+        return finish(xp, _log_ndtr(xp, upcast(xp, x)), x.dtype)
 
 
 def _log_ndtr(xp: Namespace, x: Array) -> Array:
@@ -365,6 +368,18 @@ def discretized_gaussian_log_likelihood(
     rounding = _grid_rounding(xp, x_0, bins)
     _check_on_grid(xp, x_0, bins, rounding)
 
+    with np.errstate(all="ignore"):  # inf and NaN as IEEE gives them, as in torch
+        return _discretized(xp, x_0, mean, log_variance, bins, rounding)
+
+
+def _discretized(
+    xp: Namespace,
+    x_0: Array,
+    mean: Array,
+    log_variance: Array,
+    bins: int,
+    rounding: float,
+) -> Array:
     x, mu, log_var = (upcast(xp, a) for a in (x_0, mean, log_variance))
     if rounding > 0.01:
         # A 16-bit x_0 holds each level only to within ``rounding`` of a bin:
@@ -413,10 +428,11 @@ def gaussian_log_likelihood(x_0: Array, mean: Array, log_variance: Array) -> Arr
     check_like(xp, "x_0", x_0=x_0, mean=mean, log_variance=log_variance)
     x, mu, log_var = (upcast(xp, a) for a in (x_0, mean, log_variance))
 
-    log_density = (
-        -_HALF_LOG_2PI - 0.5 * log_var - 0.5 * (x - mu) ** 2 * xp.exp(-log_var)
-    )
-    return finish(xp, log_density, x_0.dtype)
+    with np.errstate(all="ignore"):
+        log_density = (
+            -_HALF_LOG_2PI - 0.5 * log_var - 0.5 * (x - mu) ** 2 * xp.exp(-log_var)
+        )
+        return finish(xp, log_density, x_0.dtype)
 
 
 def mean_over_dims(xp: Namespace, values: Array) -> Array:

@@ -119,7 +119,8 @@ def eps_from_x_0(schedule: Schedule, x_t: Array, t: Any, x_0: Array) -> Array:
     schedule, xp, steps = _setup(schedule, t, "x_t", x_t, x_0=x_0)
     a = gather(schedule, "sqrt_alphas_cumprod", steps, xp, x_t)
     sigma = gather(schedule, "sqrt_one_minus_alphas_cumprod", steps, xp, x_t)
-    return finish(xp, (upcast(xp, x_t) - a * upcast(xp, x_0)) / sigma, x_t.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf as in torch
+        return finish(xp, (upcast(xp, x_t) - a * upcast(xp, x_0)) / sigma, x_t.dtype)
 
 
 def velocity(schedule: Schedule, x_0: Array, t: Any, noise: Array) -> Array:
@@ -233,7 +234,8 @@ def score_from_eps(schedule: Schedule, x_t: Array, t: Any, eps: Array) -> Array:
     """
     schedule, xp, steps = _setup(schedule, t, "x_t", x_t, eps=eps)
     sigma = gather(schedule, "sqrt_one_minus_alphas_cumprod", steps, xp, x_t)
-    return finish(xp, -upcast(xp, eps) / sigma, x_t.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return finish(xp, -upcast(xp, eps) / sigma, x_t.dtype)
 
 
 def eps_from_score(schedule: Schedule, x_t: Array, t: Any, score: Array) -> Array:

@@ -331,8 +331,9 @@ def _learned(
     # Nichol and Dhariwal (2021), eq. 15: interpolate the two bounds in log space
     min_log = gather(schedule, "posterior_log_variance_clipped", steps, xp, x_t)
     max_log = gather(schedule, "log_betas", steps, xp, x_t)
-    frac = (values + 1.0) / 2.0
-    return frac * max_log + (1.0 - frac) * min_log
+    with np.errstate(over="ignore", invalid="ignore"):  # inf as in torch
+        frac = (values + 1.0) / 2.0
+        return frac * max_log + (1.0 - frac) * min_log
 
 
 def p_mean_variance(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from typing import Any
@@ -233,3 +234,55 @@ def test_messages_keep_the_device_of_a_short_tensor() -> None:
     long = shown(torch.arange(1000.0))
     assert long == "a Tensor of shape (1000,) and dtype torch.float32 on cpu"
     assert shown(np.arange(3)) == "array([0, 1, 2])"
+
+
+_BIG = 3e38  # float32 products and sums of it overflow
+_LOUD_CALLS = {
+    "q_sample": lambda xp, b: diffcore.q_sample(SCHEDULE, b, 5, b),
+    "q_sample, 2**20 elements": lambda xp, b: diffcore.q_sample(
+        SCHEDULE, _tile(xp, b), 5, _tile(xp, b)
+    ),
+    "x_0_from_eps": lambda xp, b: diffcore.x_0_from_eps(SCHEDULE, b, 9, -b),
+    "eps_from_x_0": lambda xp, b: diffcore.eps_from_x_0(SCHEDULE, b, 0, -b),
+    "score_from_eps": lambda xp, b: diffcore.score_from_eps(SCHEDULE, b, 0, -b),
+    "ddpm_step": lambda xp, b: diffcore.ddpm_step(SCHEDULE, b, -b, 9, noise=b).x_prev,
+    "ddim_step": lambda xp, b: diffcore.ddim_step(SCHEDULE, b, -b, 9, 0).x_prev,
+    "learned_range": lambda xp, b: (
+        diffcore.p_mean_variance(
+            SCHEDULE, xp.concat([b, b], axis=1), b, 5, variance_type="learned_range"
+        ).log_variance
+    ),
+    "log_standard_normal_cdf": lambda xp, b: diffcore.log_standard_normal_cdf(
+        xp.full_like(b, -math.inf)
+    ),
+    "gaussian_log_likelihood": lambda xp, b: diffcore.gaussian_log_likelihood(
+        b, -b, -b
+    ),
+}
+
+
+def _tile(xp: Any, b: Any) -> Any:
+    """2**20 elements of b's first value: the threaded and Numba paths."""
+    return xp.full((16, 2**16), float(b[0, 0]), dtype=b.dtype)
+
+
+@pytest.mark.parametrize("call", list(_LOUD_CALLS))
+def test_overflow_gives_inf_without_a_warning_as_in_torch(call: str) -> None:
+    big = np.full((2, 3), _BIG, np.float32)
+    big[1] = 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = np.asarray(_LOUD_CALLS[call](np, big))
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    import array_api_compat.torch as tx
+
+    want = _LOUD_CALLS[call](tx, torch.from_numpy(big)).numpy()
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+    assert not np.isfinite(got).all()
+
+
+def test_normal_kl_promotes_dtypes_as_documented() -> None:
+    one32, zero64 = np.ones(2, np.float32), np.zeros(2)
+    kl = diffcore.normal_kl(one32, zero64, zero64, zero64)
+    assert kl.dtype == np.float64
+    np.testing.assert_array_equal(kl, 0.5)
