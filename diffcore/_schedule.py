@@ -155,6 +155,7 @@ def _as_float64_vector(name: str, values: ArrayLike) -> Float64Array:
     if array.ndim != 1 or array.size < 1:
         msg = f"{name} must be a non-empty 1-d array; got shape {array.shape}"
         raise ValueError(msg)
+    _check_size(array.shape[0])
     return array.astype(np.float64)
 
 
@@ -166,7 +167,23 @@ def _check_steps(T: Any) -> int:
         msg = f"T must be at least 1; got {shown(T)}"
         raise ValueError(msg)
     check_addressable("T", T)
+    _check_size(int(T))
     return int(T)
+
+
+# A schedule keeps about 30 float64 tables of T entries (measured: 250 bytes
+# a step): 2.5 GB at this T.  Beyond it the process ran out of memory (T =
+# 10**9 was killed on a 24 GB machine) instead of raising.
+MAX_STEPS = 10**7
+
+
+def _check_size(T: int) -> None:
+    if T > MAX_STEPS:
+        msg = (
+            f"T must be at most {MAX_STEPS} (a schedule keeps about 30 float64 "
+            f"tables of T entries, 2.5 GB at that T); got {shown(T)}"
+        )
+        raise ValueError(msg)
 
 
 def _check_betas(
@@ -384,6 +401,7 @@ class Schedule:
             betas = _betas_from_log(log_ab)
         _check_betas(betas, "betas derived from alphas_cumprod", log_ab)
         T = betas.shape[0]
+        _check_size(T)
         if timestep_map is None:
             timestep_map = np.arange(T, dtype=np.int64)
         base_map = np.array(timestep_map, dtype=np.int64)

@@ -13,6 +13,7 @@ import pytest
 
 import diffcore
 from diffcore import Schedule
+from diffcore import _schedule as schedule_module
 from diffcore.testing import assert_posterior_matches_bayes
 
 
@@ -516,3 +517,20 @@ def test_zero_terminal_snr_and_underflow_are_told_apart() -> None:
         "zero terminal SNR"
     )
     assert "underflows float64" in why_zero(Schedule.linear(100_000), [99_998])
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Schedule.linear(10**9),
+        lambda: Schedule.cosine(schedule_module.MAX_STEPS + 1),
+        lambda: Schedule.from_betas(np.full(schedule_module.MAX_STEPS + 1, 1e-4)),
+    ],
+    ids=["linear", "cosine", "from_betas"],
+)
+def test_a_schedule_too_large_for_memory_is_named_before_building(
+    build: Callable[[], Schedule],
+) -> None:
+    """T = 10**9 was killed for memory on a 24 GB machine."""
+    with pytest.raises(ValueError, match=r"^T must be at most 10000000 \(a schedule"):
+        build()
