@@ -673,10 +673,11 @@ def gather(
     device_table = backend.table(schedule, name, xp, backend.device(x), dtype)
     on_device: Array = steps.index
     if on_device.ndim == 0:
-        # take reads a 0-d index as (1,) anyway; torch.func.vmap's rule for a
-        # 0-d index does not, and would return the whole table.
-        on_device = xp.reshape(on_device, (1,))
-    values = xp.take(device_table, on_device, axis=0)
+        # take of a 0-d index, as (1,) and back: torch.func.vmap's rule for a
+        # 0-d index would return the whole table.
+        values = xp.reshape(xp.take(device_table, xp.reshape(on_device, (1,))), ())
+    else:
+        values = xp.take(device_table, on_device, axis=0)
     if steps.valid is not None:
         values = xp.where(steps.valid, values, xp.asarray(xp.nan, dtype=dtype))
     return expand(xp, values, x.ndim)

@@ -623,3 +623,25 @@ def test_torch_func_vmap_and_grad_over_core_functions() -> None:
     # the mean over 3 elements of (p - noise)^2 per sample
     grad = torch.func.grad(loss)(x)
     torch.testing.assert_close(grad, 2.0 * (x - noise) / 3.0, rtol=1e-14, atol=1e-15)
+
+
+def test_a_0d_device_timestep_keeps_the_samples_shape() -> None:
+    """A traced or vmapped 0-d t gathers one value of shape (), not (1,)."""
+    schedule = diffcore.Schedule.linear(10)
+    want = diffcore.q_sample(schedule, np.ones(4), np.arange(4), np.ones(4))
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    ones = torch.ones(4, dtype=torch.float64)
+    got = torch.func.vmap(lambda x, t: diffcore.q_sample(schedule, x, t, x))(
+        ones, torch.arange(4)
+    )
+    assert got.shape == (4,)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-15)
+    jax = jax_or_skip()
+    import jax.numpy as jnp
+
+    one = jnp.asarray(1.0)
+    got = jax.jit(lambda x, t: diffcore.q_sample(schedule, x, t, x))(
+        one, jnp.asarray(2)
+    )
+    assert got.shape == ()
+    np.testing.assert_allclose(float(got), want[2], rtol=1e-15)
