@@ -35,6 +35,7 @@ from ._arrays import (
 )
 from ._backends import backend_for
 from ._forward import _setup
+from ._parameterisation import _any_inf, why_zero
 from ._random import noise_stream
 from ._reverse import _check_finite
 from ._sampling import _check_returned, _left_dtype
@@ -537,10 +538,14 @@ def ve_from_vp(schedule: Schedule, x_t: Array, t: Any) -> Array:
     0.0
     """
     schedule, xp, steps = _setup(schedule, t, "x_t", x_t)
-    if steps.host is not None and np.any(schedule.alphas_cumprod[steps.host] == 0):
+    # 1 / sqrt(alpha_bar_t) is finite even where alpha_bar_t underflows to 0.
+    recip = schedule._table("sqrt_recip_alphas_cumprod")
+    if steps.host is not None and _any_inf(recip, steps.host):
+        bad = np.unique(steps.host[np.isinf(recip[steps.host])])
         msg = (
-            f"t must have alphas_cumprod[t] > 0 for the variance-exploding view; "
-            f"got t = {steps.host} where alpha_bar is 0 (sigma is infinite)"
+            "t must have alphas_cumprod[t] > 0 for the variance-exploding view "
+            f"(sigma is infinite where it is 0: {why_zero(schedule, bad)}); "
+            f"got t = {', '.join(map(str, bad))} there"
         )
         raise ValueError(msg)
     scale = gather(schedule, "sqrt_recip_alphas_cumprod", steps, xp, x_t)

@@ -88,6 +88,7 @@ def test_vp_to_ve_and_back() -> None:
     # VE perturbation -> VP: exactly q_sample.
     x_vp = diffcore.vp_from_ve(s, x_0 + sigma * eps, t)
     np.testing.assert_allclose(x_vp, diffcore.q_sample(s, x_0, t, eps), rtol=1e-12)
+
     # Scores: grad log p_VE(x~) = sqrt(alpha_bar) grad log p_VP(x_t), on the mixture.
     from diffcore.reference import GaussianMixture
 
@@ -106,6 +107,24 @@ def test_vp_to_ve_and_back() -> None:
     # Sigmas <-> alpha_bar.
     back = diffcore.alphas_cumprod_from_sigmas(s.sigmas[:-1])
     np.testing.assert_allclose(back, s.alphas_cumprod[:-1], rtol=1e-12)
+
+
+def test_ve_from_vp_names_only_the_steps_where_sigma_is_infinite() -> None:
+    s = Schedule.linear(100).rescale_zero_terminal_snr()
+    with pytest.raises(ValueError, match=r"zero terminal SNR\); got t = 99 there$"):
+        diffcore.ve_from_vp(s, np.ones((4, 2)), np.array([0, 1, 2, 99]))
+
+
+def test_ve_from_vp_where_alpha_bar_underflows_but_sigma_is_finite() -> None:
+    # log alpha_bar_T = -800: alpha_bar_T is 0 in float64, 1/sqrt(alpha_bar_T)
+    # = e^400 is not.
+    s = Schedule.from_log_snr(lambda u: 10.0 - 810.0 * u, 100)
+    assert s.alphas_cumprod[-1] == 0.0
+    x_ve = diffcore.ve_from_vp(s, np.ones(2), 99)
+    np.testing.assert_allclose(x_ve, np.exp(400.0), rtol=1e-12)
+    deeper = Schedule.from_log_snr(lambda u: 10.0 - 1610.0 * u, 100)
+    with pytest.raises(ValueError, match="underflows float64 there"):
+        diffcore.ve_from_vp(deeper, np.ones(2), 99)
 
 
 def test_annealed_langevin_reproduces_a_gaussian_mixture() -> None:
