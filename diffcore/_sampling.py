@@ -917,10 +917,12 @@ def _check_sampler_timesteps(values: Any, size: int, method: str) -> NDArray[np.
         )
         raise ValueError(msg)
     if method == "ddpm" and np.any(np.diff(steps) != -1):
+        i = int(np.flatnonzero(np.diff(steps) != -1)[0])
         msg = (
-            "timesteps for method='ddpm' must be consecutive (t, t-1, ...); to "
-            "sample on fewer steps, respace the schedule (Schedule.respace) or "
-            "use method='ddim' with eta=1"
+            "timesteps for method='ddpm' must be consecutive (t, t-1, ...); got "
+            f"timesteps[{i}] = {int(steps[i])} followed by {int(steps[i + 1])}; "
+            "to sample on fewer steps, respace the schedule (Schedule.respace) "
+            "or use method='ddim' with eta=1"
         )
         raise ValueError(msg)
     return steps

@@ -467,6 +467,9 @@ def test_bad_sampler_arguments_raise() -> None:
         diffcore.sample(LINEAR, model, x, method="euler")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="consecutive"):
         diffcore.sample(LINEAR, model, x, [999, 500, 0], method="ddpm")
+    gap = r"got timesteps\[1\] = 998 followed by 996;"
+    with pytest.raises(ValueError, match=gap):
+        diffcore.sample(LINEAR, model, x, [999, 998, 996, 995], method="ddpm")
     with pytest.raises(ValueError, match="strictly decreasing"):
         diffcore.sample(LINEAR, model, x, [0, 500], method="ddim")
     with pytest.raises(ValueError, match="strictly decreasing"):
