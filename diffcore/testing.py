@@ -25,7 +25,7 @@ from hypothesis.errors import InvalidArgument
 from numpy.typing import ArrayLike, NDArray
 
 from ._arrays import host_levels, refuse_bool_items, shown
-from ._schedule import Schedule
+from ._schedule import MAX_STEPS, Schedule
 
 __all__ = [
     "assert_closed_form_matches_chain",
@@ -53,7 +53,7 @@ def betas(
     Parameters
     ----------
     min_size, max_size : int
-        Bounds on T.
+        Bounds on T, within [1, 10**7].
     min_value, max_value : float
         Bounds on each beta, within (0, 1].
 
@@ -86,6 +86,12 @@ def _check_int(name: str, value: Any) -> None:
     if not (_is_int(value) and value >= 1):
         msg = f"{name}={shown(value)}, but it must be a positive int"
         raise InvalidArgument(msg)
+    if value > MAX_STEPS:
+        msg = (
+            f"{name}={shown(value)}, but it must be at most {MAX_STEPS}, the "
+            "longest schedule diffcore builds"
+        )
+        raise InvalidArgument(msg)
 
 
 def _check_order(low_name: str, low: Any, high_name: str, high: Any) -> None:
@@ -116,7 +122,7 @@ def _betas(
 def schedules(max_T: int = 2000) -> st.SearchStrategy[Schedule]:
     """Strategy for :class:`diffcore.Schedule`: named constructors and raw betas.
 
-    ``max_T``, a positive int, bounds the number of steps.
+    ``max_T``, an int in [1, 10**7], bounds the number of steps.
     """
     _check_int("max_T", max_T)
     return _schedules(int(max_T))

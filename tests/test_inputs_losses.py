@@ -337,6 +337,7 @@ def test_mixture_sample_names_a_bad_seed(
         ({"min_value": 0.5, "max_value": 0.1}, "min_value=0.5 exceeds max_value=0.1"),
         ({"min_size": 0}, "min_size=0, but it must be a positive int"),
         ({"min_size": 5, "max_size": 2}, "min_size=5 exceeds max_size=2"),
+        ({"max_size": 10**9}, "max_size=1000000000, but it must be at most 10000000"),
     ],
 )
 def test_betas_strategy_checks_its_arguments(kwargs: Any, match: str) -> None:
@@ -356,6 +357,8 @@ def test_betas_strategy_draws_within_its_bounds() -> None:
 def test_schedules_and_timesteps_strategies_check_their_arguments() -> None:
     with pytest.raises(InvalidArgument, match="max_T=0, but it must be a positive int"):
         testing.schedules(max_T=0)
+    with pytest.raises(InvalidArgument, match="max_T=10000001, but it must be at most"):
+        testing.schedules(max_T=10**7 + 1)
     with pytest.raises(InvalidArgument, match="schedule=10, but it must be a Schedule"):
         testing.timesteps(10)  # type: ignore[arg-type]
     with pytest.raises(
