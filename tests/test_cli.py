@@ -261,6 +261,9 @@ def test_check_accepts_what_schedule_writes(tmp_path: Path, fmt: str) -> None:
         ("t,x,y\n0,0.1,0.2\n1,0.2,0.3\n", "has 3 columns"),
         ("0.1\n0.2,0.3\n", "row 2 has 2 cells; row 1 has 1"),
         ("t,betas\n0,0.1\n1\n", "row 3 has 1 cell; row 1 has 2"),
+        ("0.1;0.2\n", "must hold numbers separated by commas; row 1 is '0.1;0.2'"),
+        ("betas\n", "has a header (betas) and no values below it"),
+        ("t,alphas_cumprod\n\n", "has a header (t,alphas_cumprod) and no values"),
     ],
 )
 def test_check_refuses_a_csv_without_one_column(

@@ -76,6 +76,13 @@ def _from_csv(path: Path, kind: str) -> tuple[Float64Array, str | None]:
         header, rows = [h.strip() for h in rows[0]], rows[1:]
     if header is None and len(rows) == 1:
         return _numbers(path, rows[0]), None  # one row of values
+    if header is not None and not rows:
+        if any(cell in KINDS for cell in header):
+            msg = f"{path} has a header ({','.join(header)}) and no values below it"
+        else:  # one line that is neither a header nor numbers
+            msg = f"{path} must hold numbers separated by commas; row 1 is "
+            msg += f"{','.join(header)!r}"
+        raise InputError(msg)
 
     width = len(header) if header is not None else len(rows[0]) if rows else 1
     for number, row in enumerate(rows, start=1 if header is None else 2):
