@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
+import re
 from typing import Any
 
 import mpmath as mp
@@ -14,6 +17,7 @@ from diffcore import Schedule
 from diffcore.reference import IsotropicGaussian
 
 from ._helpers import to_numpy
+from .test_tutorials import ROOT, python_blocks
 
 LN2 = float(np.log(2.0))
 
@@ -167,6 +171,31 @@ def test_bound_lies_above_the_true_nll_and_approaches_it() -> None:
     for (a, sa), (b, sb) in itertools.pairwise(gaps):
         assert a - b > 3 * np.hypot(sa, sb)
     assert gaps[-1][0] < 0.1
+
+
+def test_the_worked_example_prints_what_the_page_says() -> None:
+    page = ROOT / "docs" / "derivations" / "likelihood.md"
+    ((line, code),) = python_blocks(page)
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile("\n" * (line - 1) + code, str(page), "exec"), namespace)
+    shown = re.search(r"^prints\n\n```text\n(.*?)```", page.read_text(), re.S | re.M)
+    assert shown is not None, f"{page}: no ```text block after 'prints'"
+    assert printed.getvalue() == shown.group(1)
+
+    # The page's claim for fixed_small at t = 0 too: 34.2 bits/dim.
+    s, data, x_0 = namespace["s"], namespace["data"], namespace["x_0"]
+
+    def fixed_small(x_t: Any, t: Any) -> Any:
+        denoised = data.denoise(s, x_t, t)
+        return diffcore.p_mean_variance(s, denoised, x_t, t, prediction_type="sample")
+
+    narrow = diffcore.variational_bound(
+        s, fixed_small, x_0, generator=0, decoder="gaussian"
+    )
+    assert f"{narrow.total_bpd.mean():.1f}" == "34.2"
+    assert "a bound of 34.2 bits/dim" in " ".join(page.read_text().split())
 
 
 def test_one_sample_estimate_is_unbiased() -> None:
