@@ -661,7 +661,9 @@ class Schedule:
         T : int
             Number of steps.
         beta_start, beta_end : float
-            First and last beta.
+            First and last beta, each in (0, 1].  Either order is a valid
+            schedule: beta_start > beta_end gives decreasing betas (as in
+            diffusers); beta_start = beta_end gives constant ones.
         scale_by_T : bool
             Multiply both endpoints by 1000 / T, as improved-diffusion does, so
             that any T approximates the T = 1000 process.  diffusers uses the
@@ -775,7 +777,11 @@ class Schedule:
 
         beta_t = beta_start + (beta_end - beta_start) sigmoid(z_t) with z_t
         evenly spaced over [low, high].  This is the schedule diffusers calls
-        ``"sigmoid"``; compare :meth:`sigmoid_alphas_cumprod`.
+        ``"sigmoid"``; compare :meth:`sigmoid_alphas_cumprod`.  Any betas in
+        (0, 1] form a valid schedule, so neither pair need be ordered: low >
+        high or beta_start > beta_end gives decreasing betas, and low = high
+        constant ones.  (:meth:`sigmoid_alphas_cumprod` needs start < end,
+        without which alpha_bar would not decrease.)
 
         References
         ----------

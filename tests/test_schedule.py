@@ -240,6 +240,21 @@ def test_sigmoid_schedules_follow_their_definitions() -> None:
     )
 
 
+def test_endpoints_in_either_order_give_the_reversed_ramp() -> None:
+    # Documented: any betas in (0, 1] form a schedule, so only
+    # sigmoid_alphas_cumprod (whose alpha_bar must decrease) orders its pair.
+    up, down = Schedule.linear(50), Schedule.linear(50, 0.02, 1e-4)
+    np.testing.assert_allclose(down.betas, up.betas[::-1], rtol=1e-15)
+    geo = Schedule.sigmoid_betas(50, low=6.0, high=-6.0)
+    np.testing.assert_allclose(
+        geo.betas, Schedule.sigmoid_betas(50).betas[::-1], rtol=1e-15
+    )
+    flat = Schedule.sigmoid_betas(50, low=1.0, high=1.0)
+    assert np.all(flat.betas == flat.betas[0])
+    with pytest.raises(ValueError, match="start < end"):
+        Schedule.sigmoid_alphas_cumprod(50, start=3.0, end=-3.0)
+
+
 def test_from_log_snr_reproduces_the_cosine_schedule() -> None:
     T = 200
     s = Schedule.from_log_snr(lambda u: -2 * np.log(np.tan(np.pi * u / 2)), T)
