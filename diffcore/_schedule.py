@@ -980,7 +980,7 @@ class Schedule:
         )
 
     def with_posterior_log_variance(
-        self, first: Literal["next", "floor"] = "next", floor: float = 1e-20
+        self, first: Literal["next", "floor"] = "next", floor: float | None = None
     ) -> Schedule:
         """This schedule with a chosen convention for log posterior variance at t = 0.
 
@@ -991,15 +991,26 @@ class Schedule:
         Parameters
         ----------
         first : {"next", "floor"}
-        floor : float
-            Positive lower bound for ``"floor"``.
+        floor : float, optional
+            Lower bound for ``"floor"``, in (0, 1] (every posterior variance
+            is below 1); 1e-20 when not given.  Giving it with ``"next"``
+            raises ValueError, since ``"next"`` has no floor.
         """
         if not isinstance(first, str) or first not in ("next", "floor"):
             msg = f"first must be 'next' or 'floor'; got {shown(first)}"
             raise ValueError(msg)
-        floor = _check_real("floor", floor)
-        if not floor > 0.0:
-            msg = f"floor must be positive; got {shown(floor)}"
+        if first == "next" and floor is not None:
+            msg = (
+                "floor applies to first='floor' only; got first='next' and "
+                f"floor={shown(floor)}"
+            )
+            raise ValueError(msg)
+        floor = 1e-20 if floor is None else _check_real("floor", floor)
+        if not 0.0 < floor <= 1.0:
+            msg = (
+                "floor must lie in (0, 1] (every posterior variance is below 1); "
+                f"got {shown(floor)}"
+            )
             raise ValueError(msg)
         return self._build(
             self._log_alphas_cumprod,

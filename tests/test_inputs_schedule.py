@@ -94,6 +94,8 @@ BAD_SCALARS: list[tuple[str, Any, type, str]] = [
     ("floor", "1e-20", TypeError, "must be a real number; got str '1e-20'"),
     ("floor", True, TypeError, "must be a real number; got bool"),
     ("floor", math.inf, ValueError, "must be finite; got inf"),
+    ("floor", 0.0, ValueError, r"must lie in \(0, 1\] \(every posterior"),
+    ("floor", 5.0, ValueError, r"must lie in \(0, 1\] .*; got 5.0"),
     ("scale_by_T", "yes", TypeError, "must be a bool; got str 'yes'"),
     ("scale_by_T", None, TypeError, "must be a bool; got NoneType None"),
 ]
@@ -122,6 +124,15 @@ def test_numpy_and_python_real_scalars_are_accepted(value: Any) -> None:
     assert len(Schedule.sigmoid_betas(5, low=-value, high=value)) == 5
     assert len(Schedule.sigmoid_alphas_cumprod(5, tau=value)) == 5
     assert diffcore.sohl_dickstein_betas(10, beta_1=value / 4)[0] > value / 4
+
+
+def test_a_floor_given_with_next_is_refused() -> None:
+    s = Schedule.linear(5)
+    match = "floor applies to first='floor' only; got first='next' and floor=0.001"
+    with pytest.raises(ValueError, match=match):
+        s.with_posterior_log_variance("next", floor=1e-3)
+    floored = s.with_posterior_log_variance("floor")
+    assert floored.log_variance_floor == 1e-20
 
 
 def test_linear_scaled_by_T_blames_its_arguments() -> None:
