@@ -23,10 +23,12 @@ from ._arrays import (
     shown,
     upcast,
 )
+from ._backends import backend_for
 from ._forward import _setup, q_mean_variance, q_sample
 from ._parameterisation import _readable_values
 from ._posterior import q_posterior_mean_variance
 from ._random import noise_stream
+from ._reverse import _check_finite
 from ._schedule import Schedule, as_schedule
 
 ReverseModel = Callable[[Array, Any], Any]
@@ -348,6 +350,30 @@ def _host(xp: Namespace, x: Array) -> np.ndarray[Any, Any]:
     return np.asarray(xp.astype(x, xp.float64))
 
 
+def _check_gaussian(
+    xp: Namespace,
+    mean_name: str,
+    mean: Array,
+    log_variance_name: str,
+    log_variance: Array,
+) -> None:
+    """A finite mean and a log variance below +inf (-inf is the point mass),
+    where reading them is cheap; NaN and inf would only come out as NaN.
+    """
+    _check_finite(xp, mean_name, mean)
+    total = backend_for(log_variance).total(xp, log_variance)
+    # A sum that is finite or -inf holds no NaN and no +inf.
+    if total is None or math.isfinite(total) or total == -math.inf:
+        return
+    if bool(xp.any(xp.isnan(log_variance) | (log_variance == math.inf))):
+        msg = (
+            f"{log_variance_name} must be a number below +inf (-inf, the point "
+            f"mass, is taken); got NaN or +inf in an array of shape "
+            f"{tuple(log_variance.shape)}"
+        )
+        raise ValueError(msg)
+
+
 def discretized_gaussian_log_likelihood(
     x_0: Array, mean: Array, log_variance: Array, bins: int = 256
 ) -> Array:
@@ -379,6 +405,9 @@ def discretized_gaussian_log_likelihood(
         The decoder Gaussian, for instance p(x_0 | x_1).  A log variance
         below -70 (-inf included) counts as -70: the point-mass limit, log
         mass 0 in the bin that holds the mean and below -1e20 elsewhere.
+        A mean that is not finite, or a log variance of NaN or +inf, raises
+        ValueError where the values are readable without a device
+        synchronisation (NaN comes out elsewhere).
     bins : int
         Number of levels, an int or NumPy integer; 256 for 8-bit data.
 
@@ -405,6 +434,7 @@ def discretized_gaussian_log_likelihood(
     check_like(xp, "x_0", x_0=x_0, mean=mean, log_variance=log_variance)
     rounding = _grid_rounding(xp, x_0, bins)
     _check_on_grid(xp, x_0, bins, rounding)
+    _check_gaussian(xp, "mean", mean, "log_variance", log_variance)
 
     with np.errstate(all="ignore"):  # inf and NaN as IEEE gives them, as in torch
         return _discretized(xp, x_0, mean, log_variance, bins, rounding)
@@ -591,6 +621,9 @@ def vb_term_bpd(
         model_log_variance=model_log_variance,
     )
     check_values_per_sample(x_0)
+    _check_gaussian(
+        xp, "model_mean", model_mean, "model_log_variance", model_log_variance
+    )
     true_mean, _, true_log_variance = q_posterior_mean_variance(schedule, x_0, x_t, t)
     kl = mean_over_dims(
         xp,

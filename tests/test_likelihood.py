@@ -136,6 +136,44 @@ def test_discretized_log_likelihood_refuses_bad_data(x: Any, match: str) -> None
         diffcore.discretized_gaussian_log_likelihood(x, x * 0, x * 0)
 
 
+@pytest.mark.parametrize(
+    ("mean", "log_variance", "match"),
+    [
+        ([np.inf, 0.0], [0.0, 0.0], "mean must be finite"),
+        ([0.0, np.nan], [0.0, 0.0], "mean must be finite"),
+        ([0.0, 0.0], [np.nan, 0.0], "log_variance must be a number below"),
+        ([0.0, 0.0], [0.0, np.inf], "log_variance must be a number below"),
+    ],
+)
+def test_discretized_log_likelihood_refuses_a_gaussian_that_is_not_one(
+    mean: Any, log_variance: Any, match: str
+) -> None:
+    # A mean of +inf gave -inf and NaN side by side.
+    x = np.array([-1.0, 1.0 / 255])
+    with pytest.raises(ValueError, match=match):
+        diffcore.discretized_gaussian_log_likelihood(
+            x, np.array(mean), np.array(log_variance)
+        )
+
+
+def test_a_point_mass_decoder_is_taken() -> None:
+    x = np.array([-1.0, 1.0 / 255, 1.0])
+    ll = diffcore.discretized_gaussian_log_likelihood(
+        x, np.full(3, 1.0 / 255), np.full(3, -np.inf)
+    )
+    assert ll[1] == 0.0 and ll[0] < -1e20 and ll[2] < -1e20
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_variational_bound_refuses_a_model_that_is_not_finite(bad: float) -> None:
+    s = Schedule.linear(3)
+    x_0 = np.full((1, 2), -1.0)
+    with pytest.raises(ValueError, match="model_mean must be finite"):
+        diffcore.variational_bound(s, lambda x, t: (x * bad, x), x_0, generator=0)
+    with pytest.raises(ValueError, match="model_log_variance must be a number"):
+        diffcore.variational_bound(s, lambda x, t: (x, x * 0 + bad), x_0, generator=0)
+
+
 def test_discretized_log_likelihood_refuses_bad_bins() -> None:
     x = np.array([1.0])
     with pytest.raises(ValueError, match="bins"):
