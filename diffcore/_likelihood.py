@@ -723,7 +723,11 @@ def variational_bound(
         int32 on JAX without x64) returns the mean and log variance of
         p(x_{t-1} | x_t), each of x_t's shape (at t = 0, the decoder
         p(x_0 | x_1)): a pair, or the result of :func:`p_mean_variance`
-        applied to a network's output.
+        applied to a network's output.  t is the index into ``schedule``,
+        which is what :func:`p_mean_variance` takes; on a respaced schedule
+        a network trained on the full one must be called with
+        ``schedule.timestep_map[t]`` (unlike :func:`sample`, whose model is
+        the network itself and gets the mapped timesteps).
     x_0 : array, shape (B, ...)
         Data; on the 8-bit grid in [-1, 1] for the discretised decoder.
     generator : optional
@@ -800,7 +804,9 @@ def variational_bound_estimate(
         As in :func:`variational_bound`.
     x_0 : array, shape (B, ...)
     t : integer array of shape (B,) or int
-        0-based timesteps, one per sample.
+        0-based timesteps, one per sample: indices into ``schedule``, passed
+        to the model as they are (see :func:`variational_bound` for
+        respaced schedules).
     noise : array of x_0's shape, dtype and device
     decoder : {"discretized", "gaussian"}
 

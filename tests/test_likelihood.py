@@ -263,6 +263,34 @@ def test_the_worked_example_prints_what_the_page_says() -> None:
     assert "a bound of 34.2 bits/dim" in " ".join(page.read_text().split())
 
 
+def test_on_a_respaced_schedule_the_model_gets_indices_to_map() -> None:
+    full = Schedule.linear(50, beta_start=1e-3, beta_end=0.2)
+    short = full.respace([0, 10, 20, 49])
+    data = IsotropicGaussian(np.zeros(3), 0.5)
+    x_0 = data.sample(8, 0)
+    seen: list[int] = []
+
+    def on_short(x_t: Any, t: Any) -> Any:  # indices into the short schedule
+        seen.append(int(t[0]))
+        x_0_hat = data.denoise(short, x_t, t)
+        return diffcore.p_mean_variance(
+            short, x_0_hat, x_t, t, prediction_type="sample"
+        )
+
+    def on_full(x_t: Any, t: Any) -> Any:  # a full-schedule network, mapped
+        x_0_hat = data.denoise(full, x_t, short.timestep_map[t])
+        return diffcore.p_mean_variance(
+            short, x_0_hat, x_t, t, prediction_type="sample"
+        )
+
+    a = diffcore.variational_bound(
+        short, on_short, x_0, generator=1, decoder="gaussian"
+    )
+    b = diffcore.variational_bound(short, on_full, x_0, generator=1, decoder="gaussian")
+    assert seen == [0, 1, 2, 3]
+    np.testing.assert_allclose(a.terms_bpd, b.terms_bpd, rtol=1e-12)
+
+
 def test_one_sample_estimate_is_unbiased() -> None:
     std, T, n = 0.5, 20, 20000
     s = Schedule.from_log_snr(lambda u: 6.0 - 12.0 * u, T)
