@@ -58,11 +58,12 @@ def test_erfc_coefficients_are_those_the_script_computes() -> None:
     assert tuple(script.coefficients()) == _ERFC_CHEBYSHEV
 
 
-def _exact_log_mass(x: float, mean: float, log_var: float) -> float:
+def _exact_log_mass(k: int, mean: float, log_var: float) -> float:
+    """log of level k's mass: its bin is [(2k - 1) / 255 - 1, (2k + 1) / 255 - 1]."""
     mp.mp.dps = 40
     std = mp.exp(mp.mpf(log_var) / 2)
-    lo = -mp.inf if x <= -1 else (mp.mpf(x) - mp.mpf(1) / 255 - mean) / std
-    hi = mp.inf if x >= 1 else (mp.mpf(x) + mp.mpf(1) / 255 - mean) / std
+    lo = -mp.inf if k == 0 else (mp.mpf(2 * k - 1) / 255 - 1 - mean) / std
+    hi = mp.inf if k == 255 else (mp.mpf(2 * k + 1) / 255 - 1 - mean) / std
     # Reflect into the left tail, where mpmath's tiny CDFs keep their digits.
     mass = mp.ncdf(-lo) - mp.ncdf(-hi) if lo > 0 else mp.ncdf(hi) - mp.ncdf(lo)
     return float(mp.log(mass))
@@ -94,7 +95,7 @@ def test_discretized_log_likelihood_matches_mpmath(dtype: Any) -> None:
     got = diffcore.discretized_gaussian_log_likelihood(
         x.astype(dtype), mean.astype(dtype), log_var.astype(dtype)
     )
-    want = np.array([_exact_log_mass(*c) for c in zip(x, mean, log_var, strict=True)])
+    want = np.array([_exact_log_mass(*c) for c in CASES])
     assert got.dtype == dtype and np.all(np.isfinite(got))
     # Absolute error for bins of substantial mass, relative in the far tails.
     tol = 1e-14 if dtype == np.float64 else 2e-5
@@ -103,13 +104,22 @@ def test_discretized_log_likelihood_matches_mpmath(dtype: Any) -> None:
     assert err.max() < tol
 
 
-def test_discretized_masses_sum_to_one() -> None:
-    x = np.linspace(-1.0, 1.0, 256)
-    for mean, log_var in [(0.1, -6.0), (-0.9, -2.0), (0.0, 2.0)]:
-        ll = diffcore.discretized_gaussian_log_likelihood(
-            x, np.full(256, mean), np.full(256, log_var)
-        )
-        assert abs(np.exp(ll).sum() - 1.0) < 1e-5
+@pytest.mark.parametrize(("dtype", "tol"), [(np.float64, 1e-14), (np.float32, 3e-7)])
+@pytest.mark.parametrize(
+    ("mean", "log_var"),
+    # 0.0 is the edge between levels 127 and 128: a point mass there is
+    # shared, not counted twice (the sum was 1.017 at log_var -70).
+    [(0.1, -6.0), (-0.9, -2.0), (0.0, 2.0), (0.0, -70.0), (0.0, -60.0), (0.0, -40.0)]
+    + [(0.0, -10.0), (1 / 255, -70.0), (0.3, -40.0)],
+)
+def test_discretized_masses_sum_to_one(
+    mean: float, log_var: float, dtype: Any, tol: float
+) -> None:
+    x = np.linspace(-1.0, 1.0, 256, dtype=dtype)
+    ll = diffcore.discretized_gaussian_log_likelihood(
+        x, np.full(256, mean, dtype), np.full(256, log_var, dtype)
+    )
+    assert abs(np.exp(ll.astype(np.float64)).sum() - 1.0) < tol
 
 
 def test_discretized_log_likelihood_on_every_library(xp: Any) -> None:
