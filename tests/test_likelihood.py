@@ -109,8 +109,17 @@ def test_discretized_log_likelihood_matches_mpmath(dtype: Any) -> None:
     ("mean", "log_var"),
     # 0.0 is the edge between levels 127 and 128: a point mass there is
     # shared, not counted twice (the sum was 1.017 at log_var -70).
-    [(0.1, -6.0), (-0.9, -2.0), (0.0, 2.0), (0.0, -70.0), (0.0, -60.0), (0.0, -40.0)]
-    + [(0.0, -10.0), (1 / 255, -70.0), (0.3, -40.0)],
+    [
+        (0.1, -6.0),
+        (-0.9, -2.0),
+        (0.0, 2.0),
+        (0.0, -70.0),
+        (0.0, -60.0),
+        (0.0, -40.0),
+        (0.0, -10.0),
+        (1 / 255, -70.0),
+        (0.3, -40.0),
+    ],
 )
 def test_discretized_masses_sum_to_one(
     mean: float, log_var: float, dtype: Any, tol: float
