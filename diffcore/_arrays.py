@@ -16,7 +16,6 @@ Everything here runs once per public call.  The rules it enforces are listed in
 
 from __future__ import annotations
 
-import functools
 import operator
 import reprlib
 import sys
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import array_api_compat as compat
 import numpy as np
 
-from ._backends import backend_for
+from ._backends import backend_for, tracing
 
 if TYPE_CHECKING:
     from ._schedule import Schedule
@@ -552,17 +551,31 @@ def timesteps(xp: Namespace, t: Any, size: int, x: Array, name: str = "t") -> St
     return _library_steps(xp, t, size, x, name)
 
 
-@functools.lru_cache(maxsize=4096)
+_INT_STEPS: dict[tuple[int, int], Steps] = {}
+_INT_STEPS_KEPT = 4096
+
+
 def _int_steps(value: int, ndim: int = 0) -> Steps:
     """The Steps of one timestep (checked by the caller), shared between calls.
 
     ``ndim`` is 0 for an int or a 0-d array, 1 for an array of shape (1,).
     They never change: the index is the int itself (gathers give Python
-    floats) and the host copy is read-only.
+    floats) and the host copy is read-only.  A plain dict, not lru_cache,
+    whose wrapper torch.compile traces through; while it traces, the host
+    copy is a traced value, neither flagged read-only nor kept.
     """
+    found = _INT_STEPS.get((value, ndim))
+    if found is not None:
+        return found
     host = np.full((1,) * ndim, value, dtype=np.int64)
+    steps = Steps(host, value, None, ndim)
+    if tracing():
+        return steps
     host.flags.writeable = False
-    return Steps(host, value, None, ndim)
+    if len(_INT_STEPS) >= _INT_STEPS_KEPT:
+        _INT_STEPS.clear()
+    _INT_STEPS[value, ndim] = steps
+    return steps
 
 
 def _library_steps(xp: Namespace, t: Array, size: int, x: Array, name: str) -> Steps:

@@ -190,6 +190,14 @@ class Backend:
         """
         return np.asarray(x) if self.readable(x) else None
 
+    def tracing(self) -> bool:
+        """Whether a compiler is tracing the current call (``torch.compile``).
+
+        NumPy arrays made while tracing are traced values, not data: the core
+        then neither caches them nor sets their flags.  The default: False.
+        """
+        return False
+
     def total(self, xp: Namespace, x: Array) -> float | None:
         """The sum of x's entries as a Python float when :meth:`readable`, else None.
 
@@ -467,6 +475,11 @@ def backend_for(x: Array) -> Backend:
             _loaded[name] = _load(name)
         _by_type[type(x)] = _loaded[name]
         return _loaded[name]
+
+
+def tracing() -> bool:
+    """Whether any loaded backend's compiler is tracing the current call."""
+    return any(backend.tracing() for backend in list(_loaded.values()))
 
 
 def _load(name: str) -> Backend:

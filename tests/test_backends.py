@@ -372,6 +372,30 @@ def test_torch_compile_fullgraph_q_sample_and_posterior_step() -> None:
     assert explanation.graph_break_count == 0, explanation.break_reasons
 
 
+@pytest.mark.compile
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+def test_torch_compile_fullgraph_takes_a_python_int_timestep() -> None:
+    # An int t failed to trace: its cached Steps set a NumPy flag.
+    torch = torch_or_skip()
+    x_0, noise = (
+        torch.as_tensor(v, dtype=torch.float32, device=TORCH_DEVICE) for v in data()
+    )
+
+    def step(x_0: Any, noise: Any, t: int) -> Any:
+        x_t = diffcore.q_sample(SCHEDULE, x_0, t, noise)
+        return diffcore.q_posterior_sample(SCHEDULE, x_0, x_t, t, noise)
+
+    eager = {t: step(x_0, noise, t) for t in (7, 11)}
+    torch._dynamo.reset()
+    from diffcore import _arrays
+
+    _arrays._INT_STEPS.pop((11, 0), None)  # one cached int, one fresh
+    compiled = torch.compile(step, fullgraph=True, backend="inductor")
+    # fullgraph=True raises on any graph break; torch specialises on each int.
+    for t, want in eager.items():
+        torch.testing.assert_close(compiled(x_0, noise, t), want, rtol=0, atol=1e-6)
+
+
 def test_meta_tensors_pass_through() -> None:
     torch = torch_or_skip()
     x_0 = torch.empty(8, 3, 16, 16, device="meta", dtype=torch.bfloat16)

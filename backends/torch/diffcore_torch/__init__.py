@@ -121,6 +121,9 @@ class TorchBackend(Backend):
                 total.addcmul_(array, coef)
         return total if total.dtype == dtype else total.to(dtype)
 
+    def tracing(self) -> bool:
+        return bool(torch.compiler.is_compiling())
+
     def readable(self, x: torch.Tensor) -> bool:
         return x.is_cpu and not torch.compiler.is_compiling() and not _transformed()
 
