@@ -106,7 +106,11 @@ def timesteps_for(
 
     for i = 0, ..., n-1, returned from the largest down.  Positions are
     rounded in exact integer arithmetic (ties to even, like ``np.round``), so
-    the n values are always distinct.  ``offset`` o is added to every
+    the n values are always distinct.  diffusers rounds float64 values
+    instead, whose rounding errors break exact ties either way: at T = 1000
+    its trailing and linspace arrays differ by one step at ties for 49 and
+    92 of the 1000 values of n, and for 62 more its trailing array has
+    n + 1 entries (``leading`` always agrees).  ``offset`` o is added to every
     timestep (diffusers' ``steps_offset``, which it applies to ``leading``
     only); a result outside [0, T) raises, it never produces T.
 

@@ -15,6 +15,9 @@ Findings (also in docs/derivations/samplers.md):
   Same numbers once the channels are exponentiated; a convention, not a bug.
 * DDPMScheduler's leading spacing with steps_offset = 1 reaches timestep T
   for n = T (reference case C16); diffcore raises instead.
+* "trailing" and "linspace" timestep arrays differ by one step at exact ties,
+  which diffusers' float64 rounding breaks either way; some of its trailing
+  arrays have n + 1 entries.
 """
 
 from __future__ import annotations
@@ -160,6 +163,44 @@ def test_ddim_timesteps_agree(spacing: Any, n: int) -> None:
     assert (
         scheduler.timesteps.tolist() == diffcore.timesteps_for(T, n, spacing).tolist()
     )
+
+
+def _exact_twice(spacing: str, n: int, position: int) -> tuple[int, int]:
+    """Twice the unrounded timestep at a position of the descending array,
+    as a fraction (numerator, denominator)."""
+    i = n - 1 - position
+    if spacing == "linspace":
+        return 2 * i * (T - 1), n - 1
+    return 2 * T * (i + 1) - 2 * n, n  # trailing: T (i + 1) / n - 1
+
+
+def test_timestep_arrays_differ_from_diffusers_only_at_exact_ties() -> None:
+    # diffusers rounds float64 linspace/arange values, whose rounding errors
+    # break exact ties either way; diffcore rounds exact ties to even.  For
+    # trailing, np.arange's float length also gives n + 1 timesteps for some n.
+    counts = {}
+    for spacing in ("leading", "trailing", "linspace"):
+        scheduler = diffusers.DDIMScheduler(
+            num_train_timesteps=T, timestep_spacing=spacing
+        )
+        longer, differing = 0, 0
+        for n in range(1, T + 1):
+            scheduler.set_timesteps(n)
+            theirs = scheduler.timesteps.numpy()
+            ours = diffcore.timesteps_for(T, n, spacing)
+            if theirs.shape != ours.shape:
+                assert theirs.shape == (n + 1,) and spacing == "trailing"
+                longer += 1
+                continue
+            for position in np.flatnonzero(theirs != ours):
+                a, b = int(theirs[position]), int(ours[position])
+                numerator, denominator = _exact_twice(spacing, n, position)
+                # a and b are the two integers either side of a tie.
+                assert abs(a - b) == 1 and (a + b) * denominator == numerator
+            differing += bool(np.any(theirs != ours))
+        counts[spacing] = (longer, differing)
+    print(counts)
+    assert counts == {"leading": (0, 0), "trailing": (62, 49), "linspace": (0, 92)}
 
 
 def test_ddpm_leading_offset_one_reaches_T_in_diffusers_but_raises_here() -> None:
