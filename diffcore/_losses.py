@@ -497,8 +497,15 @@ class LossHistorySampler(UniformSampler):
         TypeError, ValueError
             For bad t or losses, before anything is recorded.
         """
-        steps = read_host("t", t).reshape(-1)
-        values = read_host("losses", losses).reshape(-1)
+        steps, values = read_host("t", t), read_host("losses", losses)
+        for name, read in (("t", steps), ("losses", values)):
+            if read.ndim > 1:
+                msg = (
+                    f"{name} must have shape (B,), one entry per sample; got "
+                    f"shape {read.shape}"
+                )
+                raise ValueError(msg)
+        steps, values = steps.reshape(-1), values.reshape(-1)
         _check_update(steps, values, self.T)
 
         for step, value in zip(steps.tolist(), values.tolist(), strict=True):

@@ -329,6 +329,9 @@ def dsm_loss(score: Array, x: Array, x_tilde: Array, sigma: Any) -> Array:
     Returns
     -------
     array, shape (B,)
+        The loss per sample, in the compute dtype (float32 for float16 and
+        bfloat16 x, as :func:`diffusion_loss`; a sum over many dimensions
+        would lose digits or overflow in 16 bits).
 
     References
     ----------

@@ -30,6 +30,18 @@ from diffcore.reference import EmpiricalDistribution, GaussianMixture, Isotropic
         ([1], [np.nan], ValueError, "losses must be finite; got nan at t = 1"),
         ([0, 2], [1.0, np.inf], ValueError, "losses must be finite; got inf at t = 2"),
         ([-1], [1.0], ValueError, r"t must lie in \[0, 3\); got -1"),
+        (
+            [1, 2],
+            [[1.0, 2.0], [3.0, 4.0]],
+            ValueError,
+            r"losses must have shape \(B,\)",
+        ),
+        (
+            [[1, 2]],
+            [1.0, 2.0],
+            ValueError,
+            r"t must have shape \(B,\).*got shape \(1, 2\)",
+        ),
     ],
 )
 def test_loss_history_update_refuses_bad_input(

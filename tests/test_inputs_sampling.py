@@ -949,6 +949,14 @@ def test_dsm_loss_keeps_the_dtype_of_x_whatever_form_sigma_takes(sigma: Any) -> 
     np.testing.assert_allclose(loss, want, rtol=1e-6)
 
 
+def test_dsm_loss_of_half_precision_x_is_in_the_compute_dtype() -> None:
+    # Documented, like diffusion_loss: a sum over dimensions in float32.
+    x = np.zeros((2, 3), np.float16)
+    loss = diffcore.dsm_loss(x, x, x + np.float16(0.5), 0.5)
+    assert loss.dtype == np.float32
+    np.testing.assert_allclose(loss, 0.5**2 / 2 * 3 * (0.5 / 0.5**2) ** 2, rtol=1e-6)
+
+
 def test_ints_beyond_float64_are_named_not_overflow_errors() -> None:
     huge = 10**400
     with pytest.raises(ValueError, match="rho"):
