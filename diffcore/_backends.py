@@ -131,6 +131,8 @@ class Backend:
             total = total + coef * array
         if total.dtype == dtype:
             result = total
+        elif self.tracing():  # a compiler cannot trace np.errstate
+            result = xp.astype(total, dtype)
         else:
             # Beyond the sample dtype's range is inf, without NumPy's warning.
             with np.errstate(over="ignore"):
