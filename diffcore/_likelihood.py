@@ -256,41 +256,54 @@ def _log_ndtr(xp: Namespace, x: Array) -> Array:
 
 
 def _log_bin_mass(
-    xp: Namespace, lower: Array, upper: Array, centre: Array, half_width: Array
+    xp: Namespace,
+    lower: Array,
+    upper: Array,
+    centre: Array,
+    half_width: Array,
+    log_half_width: Array,
 ) -> Array:
     """log(Phi(upper) - Phi(lower)), in standard deviations from the mean.
 
     The bin is reflected to the left half-line, where Phi has full relative
     accuracy.  Wide bins use its edges (shared exactly with the neighbours,
     so the masses add up to one even for a point mass on an edge); narrow
-    ones the midpoint series about ``centre``, with the exact half-width.
+    ones the midpoint series about ``centre``, with the exact half-width
+    (and its log, which stays finite where the half-width underflows).
     """
     reflect = centre > 0
     a = xp.where(reflect, -upper, lower)
     b = xp.where(reflect, -lower, upper)
     m, h = -xp.abs(centre), half_width
 
-    # Phi(b) - Phi(a) = Phi(b) (1 - Phi(a) / Phi(b)), both factors in logs.
+    # Phi(b) - Phi(a) = Phi(b) (1 - Phi(a) / Phi(b)), both factors in logs;
+    # where Phi(b) underflows (b beyond -1e154) so does the mass: -inf.
     log_b = _log_ndtr(xp, b)
     log_ratio = xp.minimum(_log_ndtr(xp, a) - log_b, xp.asarray(-1e-30, dtype=a.dtype))
-    wide = log_b + xp.log(-xp.expm1(log_ratio))
+    wide = xp.where(log_b == -math.inf, log_b, log_b + xp.log(-xp.expm1(log_ratio)))
 
     # Integrating phi's Taylor series about m over [m - h, m + h]:
     # 2h phi(m) sum_j He_2j(m) h^2j / (2j + 1)!, He the probabilists' Hermite
     # polynomials.  Where h < 0.05 and |m| h < 0.05 the terms to j = 4 give it
-    # to float64 precision (the next is below 1e-18).  Safe stand-ins where it
-    # is not used keep NaN and warnings out of the unused branch.
-    use_narrow = (h < _NARROW_HALF_WIDTH) & (xp.abs(m) * h < _NARROW_HALF_WIDTH)
-    h = xp.where(use_narrow, h, xp.full_like(h, _NARROW_HALF_WIDTH))
+    # to float64 precision (the next is below 1e-18).  He_2j(m) h^2j is a
+    # polynomial in v = (m h)^2 and w = h^2, both small there, so nothing
+    # overflows however large m is.  Safe stand-ins where it is not used keep
+    # NaN and warnings out of the unused branch.
+    mh = xp.abs(m) * h
+    use_narrow = (h < _NARROW_HALF_WIDTH) & (mh < _NARROW_HALF_WIDTH)
+    stand_in = xp.full_like(h, _NARROW_HALF_WIDTH)
+    mh = xp.where(use_narrow, mh, stand_in)
+    w = xp.where(use_narrow, h, stand_in)
+    log_h = xp.where(use_narrow, log_half_width, xp.log(stand_in))
     m = xp.where(use_narrow, m, xp.zeros_like(m))
-    q, hh = m * m, h * h
-    he_2 = q - 1.0
-    he_4 = (q - 6.0) * q + 3.0
-    he_6 = ((q - 15.0) * q + 45.0) * q - 15.0
-    he_8 = (((q - 28.0) * q + 210.0) * q - 420.0) * q + 105.0
-    series = he_6 / 5040.0 + hh * he_8 / 362880.0
-    series = he_2 / 6.0 + hh * (he_4 / 120.0 + hh * series)
-    narrow = xp.log(2.0 * h) - 0.5 * q - _HALF_LOG_2PI + xp.log1p(hh * series)
+    v, w = mh * mh, w * w
+    he_2 = v - w
+    he_4 = (v - 6.0 * w) * v + 3.0 * w * w
+    he_6 = ((v - 15.0 * w) * v + 45.0 * w * w) * v - 15.0 * w * w * w
+    he_8 = (((v - 28.0 * w) * v + 210.0 * w * w) * v - 420.0 * w * w * w) * v
+    he_8 = he_8 + 105.0 * (w * w) * (w * w)
+    series = he_2 / 6.0 + he_4 / 120.0 + he_6 / 5040.0 + he_8 / 362880.0
+    narrow = _LOG_2 + log_h - 0.5 * (m * m) - _HALF_LOG_2PI + xp.log1p(series)
     return xp.where(use_narrow, narrow, wide)
 
 
@@ -396,7 +409,8 @@ def discretized_gaussian_log_likelihood(
     at -1 and 1 extend to -inf and +inf, so the masses sum to one.  The log
     mass comes from log-CDFs (:func:`log_standard_normal_cdf`) after
     reflecting the bin into the left tail, never from a difference of CDFs
-    rounded to 1, so it stays finite for any mean and variance; narrow bins
+    rounded to 1, so it is finite for any finite mean and variance unless
+    the true value lies below the dtype's range (then -inf); narrow bins
     (half-width below 0.05 standard deviations) sum the Taylor series of
     the density about the bin's centre.  Against mpmath, for means in [-3, 3]
     and log variances in [-16, 12], the error relative to max(1, abs(log p)) is
@@ -466,6 +480,7 @@ def _discretized(
     log_var = xp.clip(log_var, min=_LOG_VARIANCE_FLOOR)
     inv_std = xp.exp(-0.5 * log_var)
     half_width = inv_std / (bins - 1)
+    log_half_width = -0.5 * log_var - math.log(bins - 1)
     centre = (x - mu) * inv_std
     lower, upper = centre - half_width, centre + half_width
     # Bins wider than two standard deviations take level k's edges,
@@ -483,7 +498,7 @@ def _discretized(
     # The edge bins reach to -inf (x = -1) and +inf (x = 1).
     at_bottom = level < 0.5
     at_top = level > bins - 1.5
-    inner = _log_bin_mass(xp, lower, upper, centre, half_width)
+    inner = _log_bin_mass(xp, lower, upper, centre, half_width, log_half_width)
     log_mass = xp.where(
         at_bottom, _log_ndtr(xp, upper), xp.where(at_top, _log_ndtr(xp, -lower), inner)
     )

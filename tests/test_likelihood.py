@@ -104,6 +104,39 @@ def test_discretized_log_likelihood_matches_mpmath(dtype: Any) -> None:
     assert err.max() < tol
 
 
+def test_discretized_log_likelihood_of_far_means_is_never_nan_or_plus_inf() -> None:
+    # They gave NaN (both tails' log-CDFs underflowing) or +inf (He_8(m)
+    # overflowing while h^8 underflowed).
+    d = diffcore.discretized_gaussian_log_likelihood
+    x = np.array([1 / 255])
+    assert d(x, np.array([1e160]), np.array([0.0]))[0] == -np.inf  # below -1e308
+    far = float(d(x, np.array([1e300]), np.array([700.0]))[0])
+    assert far == pytest.approx(-0.5 * (1e300 * np.exp(-350.0)) ** 2, rel=1e-12)
+    x32 = x.astype(np.float32)
+    assert (
+        d(x32, np.array([1e20], np.float32), np.array([0.0], np.float32))[0] == -np.inf
+    )
+    far32 = float(
+        d(x32, np.array([1e30], np.float32), np.array([100.0], np.float32))[0]
+    )
+    assert far32 == pytest.approx(-0.5 * (1e30 * np.exp(-50.0)) ** 2, rel=1e-5)
+    # A variance so wide that its half-width underflows: the density is flat.
+    flat = float(d(x, np.array([1e300]), np.array([1500.0]))[0])
+    assert flat == pytest.approx(np.log(2 / 255) - 750.0 - 0.5 * np.log(2 * np.pi))
+    for bins in (3, 256):
+        for dtype, mean in ((np.float32, 1e30), (np.float64, 1e300)):
+            grid = np.linspace(-1.0, 1.0, bins).astype(dtype)
+            for mu in (mean, -mean, 1e5):
+                for log_var in (-np.inf, -70.0, 0.0, 50.0, 1e30):
+                    got = d(
+                        grid,
+                        np.full(bins, mu, dtype),
+                        np.full(bins, log_var, dtype),
+                        bins=bins,
+                    )
+                    assert not np.any(np.isnan(got) | (got == np.inf)), (mu, log_var)
+
+
 @pytest.mark.parametrize(("dtype", "tol"), [(np.float64, 1e-14), (np.float32, 3e-7)])
 @pytest.mark.parametrize(
     ("mean", "log_var"),
