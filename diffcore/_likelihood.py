@@ -20,6 +20,7 @@ from ._arrays import (
     check_like,
     finish,
     namespace,
+    read_host,
     shown,
     upcast,
 )
@@ -339,7 +340,7 @@ def _check_on_grid(xp: Namespace, x_0: Array, bins: int, rounding: float) -> Non
     """x_0 must hold values of the grid 2k / (bins - 1) - 1 (when readable)."""
     if not _readable_values(x_0):
         return
-    values = np.asarray(x_0, dtype=np.float64) if xp is np else _host(xp, x_0)
+    values = np.asarray(read_host("x_0", x_0), dtype=np.float64)
     if values.size == 0:
         return
     if not np.all((values >= -1.0) & (values <= 1.0)):
@@ -359,14 +360,6 @@ def _check_on_grid(xp: Namespace, x_0: Array, bins: int, rounding: float) -> Non
             f"{off.flat[i]:.3f} of a bin away from the nearest level"
         )
         raise ValueError(msg)
-
-
-def _host(xp: Namespace, x: Array) -> np.ndarray[Any, Any]:
-    import array_api_compat as compat
-
-    if compat.is_torch_array(x):
-        return np.asarray(x.detach().double().numpy())
-    return np.asarray(xp.astype(x, xp.float64))
 
 
 def _check_gaussian(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import array_api_compat as compat
 import numpy as np
 
 from ._arrays import (
@@ -319,11 +318,9 @@ def alphas_cumprod_from_sigmas(sigmas: Array) -> Array:
 
 
 def _readable_values(x: Array) -> bool:
-    return not compat.is_lazy_array(x) and (
-        compat.is_numpy_array(x)
-        or compat.is_array_api_strict_namespace(compat.array_namespace(x))
-        or (compat.is_torch_array(x) and x.device.type == "cpu")
-    )
+    """Whether x's values may be read to check them: its backend's rule, the
+    one the timestep and finiteness checks follow (CPU arrays, not traced)."""
+    return backend_for(x).readable(x)
 
 
 def _check_unit_interval(xp: Any, ab: Array) -> None:

@@ -20,6 +20,7 @@ from ._arrays import (
     finish,
     gather,
     namespace,
+    read_host,
     shown,
     upcast,
 )
@@ -233,7 +234,7 @@ def _check_binary(xp: Namespace, name: str, x: Array) -> None:
     check_floating(xp, name, x)
     if not _readable_values(x):
         return
-    values = np.asarray(x) if xp is np else np.asarray(xp.astype(x, xp.float64))
+    values = np.asarray(read_host(name, x), dtype=np.float64)
     bad = ~((values == 0) | (values == 1))
     if np.any(bad):
         first = values[bad].flat[0].item()

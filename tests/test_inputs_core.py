@@ -185,8 +185,8 @@ def test_bools_are_refused_as_options(options: Any, match: str) -> None:
 def test_range_errors_name_the_first_bad_entry(
     xp: Any, call: Any, values: Any, match: str
 ) -> None:
-    if xp.__name__ not in ("numpy", "array_api_strict", "array_api_compat.torch"):
-        pytest.skip(f"{xp.__name__} values are not read by this check")
+    if "dask" in xp.__name__:
+        pytest.skip("Dask arrays are lazy: their values are not read by this check")
     array = xp.asarray(np.asarray(values), dtype=xp.float64)
     with pytest.raises(ValueError, match=match):
         call(array)

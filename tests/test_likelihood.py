@@ -175,6 +175,23 @@ def test_discretized_log_likelihood_on_every_library(xp: Any) -> None:
     np.testing.assert_allclose(to_numpy(ll), expected, rtol=1e-4)
 
 
+def test_every_readable_library_gets_the_grid_and_finiteness_checks(xp: Any) -> None:
+    # Concrete JAX arrays had their mean read for finiteness but x_0 not
+    # checked against the grid: one rule (the backend's readable) now.
+    if "dask" in xp.__name__:
+        pytest.skip("Dask arrays are lazy: their values are not read")
+    x = xp.asarray(np.array([-1.0, 1 / 255 + 0.003, 1.0]), dtype=xp.float32)
+    with pytest.raises(ValueError, match="grid"):
+        diffcore.discretized_gaussian_log_likelihood(
+            x, xp.zeros_like(x), xp.zeros_like(x)
+        )
+    x = xp.asarray(np.array([-1.0, 1 / 255, 1.0]), dtype=xp.float32)
+    with pytest.raises(ValueError, match="mean must be finite"):
+        diffcore.discretized_gaussian_log_likelihood(
+            x, xp.full_like(x, float("nan")), xp.zeros_like(x)
+        )
+
+
 @pytest.mark.parametrize(
     ("x", "match"),
     [
