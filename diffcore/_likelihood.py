@@ -704,6 +704,12 @@ def reverse_gaussian(output: Any) -> tuple[Array, Array]:
     raise TypeError(msg)
 
 
+def _check_model(model: Any) -> None:
+    if not callable(model):
+        msg = f"model must be callable as model(x_t, t); got {shown(model)}"
+        raise TypeError(msg)
+
+
 def _check_batch(x_0: Array) -> None:
     """x_0 needs a batch axis (one timestep per sample) and values to average."""
     if x_0.ndim == 0:
@@ -785,6 +791,7 @@ def variational_bound(
     (2, 4)
     """
     _check_decoder(decoder)
+    _check_model(model)
     schedule = as_schedule(schedule)
     xp = namespace(x_0=x_0)
     check_floating(xp, "x_0", x_0)
@@ -846,6 +853,7 @@ def variational_bound_estimate(
     Ho et al. (2020), section 3 and algorithm 1 (a uniform t per sample).
     """
     _check_decoder(decoder)
+    _check_model(model)
     schedule = _setup(schedule, t, "x_0", x_0, noise=noise)[0]
     x_t = q_sample(schedule, x_0, t, noise)
     mean, log_variance = reverse_gaussian(model(x_t, t))

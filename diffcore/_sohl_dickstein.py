@@ -28,6 +28,7 @@ from ._forward import _setup, q_sample
 from ._likelihood import (
     ReverseModel,
     _check_batch,
+    _check_model,
     _full_steps,
     reverse_gaussian,
     vb_term_bpd,
@@ -179,6 +180,7 @@ def sohl_dickstein_bound(
     ----------
     Sohl-Dickstein et al. (2015), eq. 14 and appendix B.
     """
+    _check_model(model)
     schedule = as_schedule(schedule)
     xp = namespace(x_0=x_0)
     check_floating(xp, "x_0", x_0)

@@ -233,6 +233,17 @@ def test_a_point_mass_decoder_is_taken() -> None:
     assert ll[1] == 0.0 and ll[0] < -1e20 and ll[2] < -1e20
 
 
+def test_the_bounds_name_a_model_that_is_not_callable() -> None:
+    s, x_0 = Schedule.linear(3), np.full((1, 2), -1.0)
+    match = "model must be callable as model\\(x_t, t\\); got 3"
+    with pytest.raises(TypeError, match=match):
+        diffcore.variational_bound(s, 3, x_0, generator=0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=match):
+        diffcore.variational_bound_estimate(s, 3, x_0, 1, x_0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=match):
+        diffcore.sohl_dickstein_bound(s, 3, x_0, generator=0)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_variational_bound_refuses_a_model_that_is_not_finite(bad: float) -> None:
     s = Schedule.linear(3)
