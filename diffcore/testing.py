@@ -55,7 +55,8 @@ def betas(
     min_size, max_size : int
         Bounds on T, within [1, 10**7].
     min_value, max_value : float
-        Bounds on each beta, within (0, 1].
+        Bounds on each beta, within (0, 1]; min_value below 1 unless
+        max_size is 1 (a beta of 1 comes last).
 
     Raises
     ------
@@ -75,6 +76,13 @@ def betas(
             msg = f"{name}={shown(value)}, but it must lie in (0, 1]"
             raise InvalidArgument(msg)
     _check_order("min_value", min_value, "max_value", max_value)
+    if float(min_value) >= 1.0 and max_size > 1:
+        msg = (
+            f"min_value={shown(min_value)} leaves only betas of 1, which a "
+            f"schedule takes at its last step only; with max_size={max_size} "
+            "use a min_value below 1"
+        )
+        raise InvalidArgument(msg)
     return _betas(min_size, max_size, float(min_value), float(max_value))
 
 
@@ -114,6 +122,8 @@ def _betas(
         rng = np.random.default_rng(seed)
         log_low, log_high = np.log(min_value), np.log(max_value)
         table = np.exp(rng.uniform(log_low, log_high, size))
+    # exp(log) and linspace round: keep every draw inside the bounds.
+    table = np.clip(table, min_value, max_value)
     below_one = np.nextafter(1.0, 0.0)
     table[:-1] = np.minimum(table[:-1], below_one)
     return table

@@ -350,11 +350,23 @@ def test_mixture_sample_names_a_bad_seed(
         ({"min_size": 0}, "min_size=0, but it must be a positive int"),
         ({"min_size": 5, "max_size": 2}, "min_size=5 exceeds max_size=2"),
         ({"max_size": 10**9}, "max_size=1000000000, but it must be at most 10000000"),
+        ({"min_value": 1.0}, "min_value=1.0 leaves only betas of 1"),
     ],
 )
 def test_betas_strategy_checks_its_arguments(kwargs: Any, match: str) -> None:
     with pytest.raises(InvalidArgument, match=match):
         testing.betas(**kwargs)
+
+
+@pytest.mark.parametrize("bound", [0.1, 1e-5, 1e-300])
+def test_betas_strategy_keeps_equal_bounds(bound: float) -> None:
+    # exp(uniform(log lo, log hi)) rounded one ulp outside [lo, hi].
+    @settings(max_examples=40, database=None)
+    @given(testing.betas(max_size=20, min_value=bound, max_value=bound))
+    def check(b: np.ndarray) -> None:
+        assert np.all(b == bound)
+
+    check()
 
 
 def test_betas_strategy_draws_within_its_bounds() -> None:
