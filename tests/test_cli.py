@@ -305,6 +305,15 @@ def test_check_refuses_booleans_in_json(tmp_path: Path) -> None:
     assert_one_line_error(run("check", str(path)))
 
 
+@pytest.mark.parametrize("text", ['[0.1, "0.2"]', '{"betas": ["0.1"]}'])
+def test_check_refuses_strings_in_json(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "betas.json"
+    path.write_text(text)
+    result = run("check", str(path))
+    assert_one_line_error(result)
+    assert "must hold JSON numbers only" in result.stderr
+
+
 def test_check_report_for_one_value_reads_well(tmp_path: Path) -> None:
     path = tmp_path / "betas.csv"
     path.write_text("betas\n0.1\n")

@@ -104,14 +104,22 @@ def _from_csv(path: Path, kind: str) -> tuple[Float64Array, str | None]:
     return _numbers(path, [row[column] for row in rows]), named
 
 
+def _json_numbers(path: Path, cells: list[Any]) -> Float64Array:
+    # JSON has numbers: a string ("0.2") is refused like a bool, not parsed.
+    if any(isinstance(cell, str) for cell in cells):
+        msg = f"{path} must hold JSON numbers only; found {cells[:3]!r}..."
+        raise InputError(msg)
+    return _numbers(path, cells)
+
+
 def _from_json(path: Path, kind: str) -> tuple[Float64Array, str | None]:
     document = json.loads(path.read_text(encoding="utf-8"))
     if isinstance(document, list):
-        return _numbers(path, document), None
+        return _json_numbers(path, document), None
     if isinstance(document, dict):
         for named in _preferred(kind):
             if isinstance(document.get(named), list):
-                return _numbers(path, document[named]), named
+                return _json_numbers(path, document[named]), named
     msg = f"{path} must hold a list of numbers or an object with a 'betas' or "
     msg += "'alphas_cumprod' list"
     raise InputError(msg)
