@@ -52,11 +52,12 @@ class ReverseMeanVariance(NamedTuple):
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    """Raise a ValueError naming the option unless value is one of choices."""
+    """Raise naming the option unless value is one of choices: a TypeError
+    for a value that is not a string, a ValueError for another string."""
     if not isinstance(value, str) or value not in choices:
         allowed = ", ".join(repr(c) for c in choices)
         msg = f"{name} must be one of {allowed}; got {shown(value)}"
-        raise ValueError(msg)
+        raise ValueError(msg) if isinstance(value, str) else TypeError(msg)
 
 
 class _Percentile(float):

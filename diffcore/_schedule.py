@@ -998,7 +998,7 @@ class Schedule:
         """
         if not isinstance(first, str) or first not in ("next", "floor"):
             msg = f"first must be 'next' or 'floor'; got {shown(first)}"
-            raise ValueError(msg)
+            raise ValueError(msg) if isinstance(first, str) else TypeError(msg)
         if first == "next" and floor is not None:
             msg = (
                 "floor applies to first='floor' only; got first='next' and "

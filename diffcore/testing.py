@@ -55,8 +55,9 @@ def betas(
     min_size, max_size : int
         Bounds on T, within [1, 10**7].
     min_value, max_value : float
-        Bounds on each beta, within (0, 1]; min_value below 1 unless
-        max_size is 1 (a beta of 1 comes last).
+        Bounds on each beta, within (0, 1].  A beta of 1 before the last
+        step is drawn as the largest float64 below 1, even where min_value
+        is 1.
 
     Raises
     ------
@@ -76,13 +77,6 @@ def betas(
             msg = f"{name}={shown(value)}, but it must lie in (0, 1]"
             raise InvalidArgument(msg)
     _check_order("min_value", min_value, "max_value", max_value)
-    if float(min_value) >= 1.0 and max_size > 1:
-        msg = (
-            f"min_value={shown(min_value)} leaves only betas of 1, which a "
-            f"schedule takes at its last step only; with max_size={max_size} "
-            "use a min_value below 1"
-        )
-        raise InvalidArgument(msg)
     return _betas(min_size, max_size, float(min_value), float(max_value))
 
 

@@ -350,7 +350,6 @@ def test_mixture_sample_names_a_bad_seed(
         ({"min_size": 0}, "min_size=0, but it must be a positive int"),
         ({"min_size": 5, "max_size": 2}, "min_size=5 exceeds max_size=2"),
         ({"max_size": 10**9}, "max_size=1000000000, but it must be at most 10000000"),
-        ({"min_value": 1.0}, "min_value=1.0 leaves only betas of 1"),
     ],
 )
 def test_betas_strategy_checks_its_arguments(kwargs: Any, match: str) -> None:
