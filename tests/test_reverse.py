@@ -208,6 +208,15 @@ def test_unknown_options_raise() -> None:
         diffcore.p_mean_variance(LINEAR, x, x, 1000)
 
 
+@pytest.mark.parametrize("value", [None, 1, b"epsilon"])
+def test_an_option_that_is_not_a_string_is_a_type_error(value: Any) -> None:
+    x = np.zeros((1, 2))
+    with pytest.raises(TypeError, match="prediction_type must be one of"):
+        diffcore.p_mean_variance(LINEAR, x, x, 0, prediction_type=value)
+    with pytest.raises(TypeError, match="first must be 'next' or 'floor'"):
+        diffcore.Schedule.linear(5).with_posterior_log_variance(value)
+
+
 def test_learned_variance_shape_errors_say_what_was_expected() -> None:
     x_1d, x_2d = np.ones(4, np.float32), np.ones((2, 2))
     with pytest.raises(ValueError, match=r"x_t must have rank >= 2") as info:
