@@ -552,7 +552,9 @@ def ve_from_vp(schedule: Schedule, x_t: Array, t: Any) -> Array:
         )
         raise ValueError(msg)
     scale = gather(schedule, "sqrt_recip_alphas_cumprod", steps, xp, x_t)
-    return finish(xp, scale * upcast(xp, x_t), x_t.dtype)
+    # A scale beyond the dtype's range gives inf, without NumPy's warning.
+    with np.errstate(over="ignore"):
+        return finish(xp, scale * upcast(xp, x_t), x_t.dtype)
 
 
 def vp_from_ve(schedule: Schedule, x_ve: Array, t: Any) -> Array:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -113,6 +114,14 @@ def test_ve_from_vp_names_only_the_steps_where_sigma_is_infinite() -> None:
     s = Schedule.linear(100).rescale_zero_terminal_snr()
     with pytest.raises(ValueError, match=r"zero terminal SNR\); got t = 99 there$"):
         diffcore.ve_from_vp(s, np.ones((4, 2)), np.array([0, 1, 2, 99]))
+
+
+def test_ve_from_vp_beyond_float32_is_inf_without_a_warning() -> None:
+    s = Schedule.from_alphas_cumprod([0.5, 1e-200])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x_ve = diffcore.ve_from_vp(s, np.ones(2, np.float32), 1)
+    assert x_ve.dtype == np.float32 and np.all(x_ve == np.inf)
 
 
 def test_ve_from_vp_where_alpha_bar_underflows_but_sigma_is_finite() -> None:
