@@ -62,6 +62,9 @@ class Backend:
 
     def __init__(self, name: str | None = None) -> None:
         if name is not None:
+            if not isinstance(name, str):
+                msg = f"name must be a str (the library's name); got {name!r}"
+                raise TypeError(msg)
             self.name = name
 
     def __repr__(self) -> str:

@@ -29,7 +29,7 @@ from ._forward import _setup, q_mean_variance, q_sample
 from ._parameterisation import _readable_values
 from ._posterior import q_posterior_mean_variance
 from ._random import noise_stream
-from ._reverse import _check_finite
+from ._reverse import _check_finite, check_choice
 from ._schedule import Schedule, as_schedule
 
 ReverseModel = Callable[[Array, Any], Any]
@@ -191,8 +191,8 @@ def _exp_minus_linear(xp: Namespace, d: Array) -> Array:
     return xp.where(small, near * near * series, large)
 
 
-def log_erfc(xp: Namespace, u: Array) -> Array:
-    """log(erfc(u)) for u >= 0, with no underflow: log(t) - u^2 + g(2t - 1)."""
+def _erfc_parts(xp: Namespace, u: Array) -> tuple[Array, Array]:
+    """t = 1 / (1 + u/2) and g(2t - 1), so that log erfc(u) = log t - u^2 + g."""
     t = 1.0 / (1.0 + 0.5 * u)
     y = 2.0 * t - 1.0
     terms = len(_ERFC_CHEBYSHEV) if xp.finfo(u.dtype).bits > 32 else _ERFC_TERMS_32
@@ -202,7 +202,13 @@ def log_erfc(xp: Namespace, u: Array) -> Array:
     b_2 = xp.zeros_like(y)
     for coefficient in reversed(_ERFC_CHEBYSHEV[1 : terms - 1]):
         b_1, b_2 = twice_y * b_1 - b_2 + coefficient, b_1
-    return xp.log(t) - u * u + (y * b_1 - b_2 + _ERFC_CHEBYSHEV[0])
+    return t, y * b_1 - b_2 + _ERFC_CHEBYSHEV[0]
+
+
+def log_erfc(xp: Namespace, u: Array) -> Array:
+    """log(erfc(u)) for u >= 0, with no underflow: log(t) - u^2 + g(2t - 1)."""
+    t, g = _erfc_parts(xp, u)
+    return xp.log(t) - u * u + g
 
 
 def log_standard_normal_cdf(x: Array) -> Array:
@@ -250,10 +256,17 @@ def log_standard_normal_cdf(x: Array) -> Array:
 
 
 def _log_ndtr(xp: Namespace, x: Array) -> Array:
-    log_tail = log_erfc(xp, xp.abs(x) / math.sqrt(2.0))
+    return _log_ndtr_parts(xp, x)[0]
+
+
+def _log_ndtr_parts(xp: Namespace, x: Array) -> tuple[Array, Array, Array]:
+    """log Phi(x), with the t and g of erfc(|x| / sqrt 2) it came from."""
+    u = xp.abs(x) / math.sqrt(2.0)
+    t, g = _erfc_parts(xp, u)
+    log_tail = xp.log(t) - u * u + g
     left = log_tail - _LOG_2
     right = xp.log1p(-0.5 * xp.exp(log_tail))
-    return xp.where(x < 0, left, right)
+    return xp.where(x < 0, left, right), t, g
 
 
 def _log_bin_mass(
@@ -279,8 +292,17 @@ def _log_bin_mass(
 
     # Phi(b) - Phi(a) = Phi(b) (1 - Phi(a) / Phi(b)), both factors in logs;
     # where Phi(b) underflows (b beyond -1e154) so does the mass: -inf.
-    log_b = _log_ndtr(xp, b)
-    log_ratio = xp.minimum(_log_ndtr(xp, a) - log_b, xp.asarray(-1e-30, dtype=a.dtype))
+    log_b, _, g_b = _log_ndtr_parts(xp, b)
+    log_a, t_a, g_a = _log_ndtr_parts(xp, a)
+    # Deep in the left tail log Phi(a) and log Phi(b) are large and close, and
+    # their difference cancels (float32 lost all of it 2000 standard
+    # deviations out).  With a, b = m -+ h <= 0 it is formed from its parts:
+    # log(t_a / t_b) - (u_a^2 - u_b^2) + g_a - g_b, where u_a - u_b = sqrt2 h
+    # and u_a^2 - u_b^2 = 2 h |m| exactly.
+    apart = xp.log1p(-(h / math.sqrt(2.0)) * t_a) - 2.0 * h * xp.abs(m) + (g_a - g_b)
+    in_tail = (b <= 0) & (h <= 1.0)
+    log_ratio = xp.where(in_tail, apart, log_a - log_b)
+    log_ratio = xp.minimum(log_ratio, xp.asarray(-1e-30, dtype=a.dtype))
     wide = xp.where(log_b == -math.inf, log_b, log_b + xp.log(-xp.expm1(log_ratio)))
 
     # Integrating phi's Taylor series about m over [m - h, m + h]:
@@ -559,6 +581,8 @@ def prior_bpd(schedule: Schedule, x_0: Array) -> Array:
     ----------
     schedule : Schedule
     x_0 : array, shape (B, ...)
+        A 0-d x_0 is one sample of one value and gives a 0-d result (the
+        bounds, which draw a timestep per sample, need the batch axis).
 
     Returns
     -------
@@ -588,9 +612,7 @@ def prior_bpd(schedule: Schedule, x_0: Array) -> Array:
 
 
 def _check_decoder(decoder: str) -> None:
-    if decoder not in ("discretized", "gaussian"):
-        msg = f"decoder must be 'discretized' or 'gaussian'; got {shown(decoder)}"
-        raise ValueError(msg)
+    check_choice("decoder", decoder, ("discretized", "gaussian"))
 
 
 def vb_term_bpd(

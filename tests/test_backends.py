@@ -269,6 +269,12 @@ def test_third_party_backend_registers_by_entry_point(
     assert type(backend).calls == 1  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("name", [1, b"numpy"])
+def test_a_backend_name_must_be_a_string(name: Any) -> None:
+    with pytest.raises(TypeError, match="name must be a str"):
+        diffcore.Backend(name)
+
+
 def test_entry_point_that_is_no_backend_is_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_registry: None
 ) -> None:
