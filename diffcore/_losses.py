@@ -389,7 +389,9 @@ class UniformSampler:
         ----------
         batch_size : int
         rng : numpy.random.Generator, int seed or None
-            The source of the draws; None draws fresh entropy.
+            The source of the draws; None draws fresh entropy.  Named rng,
+            not ``generator`` as elsewhere, and NumPy's only: timesteps are
+            drawn on the host (place them with ``torch.as_tensor``).
 
         Returns
         -------
