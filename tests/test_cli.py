@@ -97,6 +97,8 @@ def test_demo_runs_on_torch(tmp_path: Path) -> None:
         (["demo", "--steps", "3"], "--steps"),
         (["demo", "--steps", "1000001"], "--steps"),
         (["demo", "--seed", "-1"], "--seed"),
+        (["demo", "--seed", str(2**63 - 2)], "--seed"),
+        (["demo", "--seed", "99999999999999999999999"], "--seed"),
         (["demo", "--max-side", "4"], "--max-side"),
         (["demo", "--out", "{text}/sub/deeper"], "cannot create the output folder"),
         (["schedule", "linear", "--steps", "0"], "--steps"),

@@ -286,7 +286,9 @@ def reverse_table(
 )
 @click.option(
     "--seed",
-    type=click.IntRange(min=0),
+    # The demo's three parts draw from seed, seed + 1 and seed + 2, and
+    # seeds must lie in [0, 2**63).
+    type=click.IntRange(min=0, max=2**63 - 3),
     default=0,
     show_default=True,
     help="Seed of the NumPy generator that draws all noise.",
