@@ -153,7 +153,10 @@ def loss_weights(
     """
     schedule = as_schedule(schedule)
     _check_weighting(weighting, prediction_type, gamma, variance_type)
-    return _weights(schedule, weighting, prediction_type, gamma, variance_type)
+    # A fresh array: some weightings are the schedule's own read-only tables.
+    return np.array(
+        _weights(schedule, weighting, prediction_type, gamma, variance_type)
+    )
 
 
 def _check_weighting(

@@ -677,3 +677,14 @@ def test_a_huge_gamma_is_shown_shortened() -> None:
     with pytest.raises(ValueError, match=r"gamma must be .*got 1000.*\.\.\.") as info:
         diffcore.loss_weights(Schedule.linear(10), "min_snr", gamma=10**400)
     assert len(str(info.value)) < 120
+
+
+@pytest.mark.parametrize("weighting", ["simple", "epsilon", "min_snr", "vlb"])
+@pytest.mark.parametrize("target", ["epsilon", "sample", "v"])
+def test_loss_weights_are_a_fresh_writeable_array(weighting: str, target: str) -> None:
+    # ("epsilon", "sample") returned the schedule's read-only snr table itself.
+    s = Schedule.linear(10)
+    w = diffcore.loss_weights(s, weighting, target)  # type: ignore[arg-type]
+    assert w.flags.writeable and w.dtype == np.float64 and w.shape == (10,)
+    assert not np.shares_memory(w, s.snr) and not np.shares_memory(w, s.alphas_cumprod)
+    w /= w.max()
