@@ -35,8 +35,26 @@ from ._schedule import Schedule
 __all__ = ["EmpiricalDistribution", "GaussianMixture", "IsotropicGaussian"]
 
 
+def _reals(name: str, values: Any) -> NDArray[np.float64]:
+    """values as float64, refusing what is not real numbers by name (strings,
+    None, bools, complex numbers and ragged lists reached NumPy, or became
+    numbers: "1" was read as 1.0)."""
+    if values is None or isinstance(values, (str, bytes)):
+        msg = f"{name} must be real numbers; got {shown(values)}"
+        raise TypeError(msg)
+    try:
+        array = np.asarray(values)
+    except ValueError:
+        msg = f"{name} must be a rectangular array of numbers; got a ragged list"
+        raise ValueError(msg) from None
+    if array.dtype.kind not in "iuf":
+        msg = f"{name} must hold real numbers; got dtype {array.dtype}: {shown(values)}"
+        raise TypeError(msg)
+    return array.astype(np.float64)
+
+
 def _matrix(name: str, values: ArrayLike) -> NDArray[np.float64]:
-    array = np.asarray(values, dtype=np.float64)
+    array = _reals(name, values)
     if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1:
         msg = f"{name} must be a non-empty 2-d array (K, d); got shape {array.shape}"
         raise ValueError(msg)
@@ -47,7 +65,7 @@ def _matrix(name: str, values: ArrayLike) -> NDArray[np.float64]:
 
 
 def _per_component(name: str, values: ArrayLike, count: int) -> NDArray[np.float64]:
-    array = np.asarray(values, dtype=np.float64)
+    array = _reals(name, values)
     if array.shape not in ((), (count,)):
         msg = (
             f"{name} must be one number or {count} numbers, one per component; "
@@ -63,7 +81,7 @@ def _per_component(name: str, values: ArrayLike, count: int) -> NDArray[np.float
 def _normalised(weights: ArrayLike | None, count: int) -> NDArray[np.float64]:
     """Positive finite weights divided by their sum (by their largest first,
     so that neither the sum overflows nor the ratios underflow)."""
-    raw = np.ones(count) if weights is None else np.asarray(weights, np.float64)
+    raw = np.ones(count) if weights is None else _reals("weights", weights)
     if raw.shape != (count,) or not np.all(np.isfinite(raw) & (raw > 0.0)):
         msg = f"weights must be {count} positive finite numbers; got {raw.tolist()}"
         raise ValueError(msg)
@@ -130,6 +148,12 @@ class GaussianMixture:
         if n < 1:
             raise ValueError(msg)
         generator = check_seed("generator", generator)
+        if not (generator is None or isinstance(generator, (int, np.random.Generator))):
+            msg = (
+                "generator must be a numpy.random.Generator, an int seed or None "
+                f"(the draws are NumPy's); got {shown(generator)}"
+            )
+            raise TypeError(msg)
         rng = np.random.default_rng(generator)
         k = rng.choice(self.means.shape[0], size=int(n), p=self.weights)
         noise = rng.standard_normal((int(n), self.dim))
@@ -322,7 +346,7 @@ class IsotropicGaussian(GaussianMixture):
     """
 
     def __init__(self, mean: ArrayLike, std: float) -> None:
-        center = np.asarray(mean, dtype=np.float64)
+        center = _reals("mean", mean)
         if center.ndim != 1 or center.size < 1:
             msg = f"mean must be a non-empty 1-d array (d,); got shape {center.shape}"
             raise ValueError(msg)

@@ -131,3 +131,59 @@ def test_bad_reference_arguments_raise() -> None:
         MIXTURE.denoise(LINEAR, np.zeros((3, 3)), 5)
     with pytest.raises(ValueError, match="prediction_type must be one of"):
         MIXTURE.model(LINEAR, "score")
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (
+            lambda: IsotropicGaussian([0.0], "1"),
+            TypeError,
+            "std must be real numbers; got '1'",
+        ),
+        (
+            lambda: IsotropicGaussian([0.0], None),
+            TypeError,
+            "std must be real numbers; got None",
+        ),
+        (
+            lambda: IsotropicGaussian([1 + 1j], 1.0),
+            TypeError,
+            "mean must hold real numbers",
+        ),
+        (
+            lambda: IsotropicGaussian([0.0], 1 + 1j),
+            TypeError,
+            "std must hold real numbers",
+        ),
+        (
+            lambda: GaussianMixture([[0.0], [1.0]], 1.0, ["a", "b"]),
+            TypeError,
+            "weights must hold real numbers",
+        ),
+        (
+            lambda: GaussianMixture([[0.0], [1.0, 2.0]], 1.0),
+            ValueError,
+            "means must be a rectangular array of numbers",
+        ),
+        (
+            lambda: EmpiricalDistribution([[True]]),
+            TypeError,
+            "points must hold real numbers",
+        ),
+    ],
+)
+def test_reference_parameters_that_are_not_real_numbers_are_named(
+    make: Any, error: type[Exception], match: str
+) -> None:
+    # "1" was read as 1.0; the others failed inside NumPy or blamed NaN.
+    with pytest.raises(error, match=match):
+        make()
+
+
+@pytest.mark.parametrize("generator", [1.5, "x", object()])
+def test_reference_sample_names_a_bad_generator(generator: Any) -> None:
+    with pytest.raises(
+        TypeError, match=r"generator must be a numpy\.random\.Generator"
+    ):
+        IsotropicGaussian([0.0], 1.0).sample(2, generator)
