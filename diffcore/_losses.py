@@ -377,7 +377,13 @@ class UniformSampler:
     """
 
     def __init__(self, T: int) -> None:
-        self.T = _check_size("T", T)
+        self._T = _check_size("T", T)
+
+    # Read-only: the tables below are sized by them (a new T broke sample()).
+    @property
+    def T(self) -> int:
+        """Number of steps."""
+        return self._T
 
     def probabilities(self) -> Float64Array:
         """The probability of each timestep, shape (T,)."""
@@ -468,7 +474,7 @@ class LossHistorySampler(UniformSampler):
 
     def __init__(self, T: int, history: int = 10, uniform_share: float = 1e-3) -> None:
         super().__init__(T)
-        self.history = _check_size("history", history)
+        self._history = _check_size("history", history)
         msg = (
             f"uniform_share must be a real number in (0, 1]; got {shown(uniform_share)}"
         )
@@ -476,9 +482,19 @@ class LossHistorySampler(UniformSampler):
             raise TypeError(msg)
         if not 0 < uniform_share <= 1:
             raise ValueError(msg)
-        self.uniform_share = float(uniform_share)
+        self._uniform_share = float(uniform_share)
         self._losses = np.zeros((self.T, self.history))
         self._counts = np.zeros(self.T, dtype=np.int64)
+
+    @property
+    def history(self) -> int:
+        """Losses kept per timestep."""
+        return self._history
+
+    @property
+    def uniform_share(self) -> float:
+        """The share u of the uniform distribution in p_t."""
+        return self._uniform_share
 
     @property
     def warm(self) -> bool:

@@ -688,3 +688,21 @@ def test_loss_weights_are_a_fresh_writeable_array(weighting: str, target: str) -
     assert w.flags.writeable and w.dtype == np.float64 and w.shape == (10,)
     assert not np.shares_memory(w, s.snr) and not np.shares_memory(w, s.alphas_cumprod)
     w /= w.max()
+
+
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda: diffcore.UniformSampler(3), "T"),
+        (lambda: diffcore.LossHistorySampler(3), "T"),
+        (lambda: diffcore.LossHistorySampler(3), "history"),
+        (lambda: diffcore.LossHistorySampler(3), "uniform_share"),
+    ],
+)
+def test_sampler_sizes_are_read_only(make: Any, name: str) -> None:
+    # UniformSampler(3) with T set to 7 failed inside NumPy in sample().
+    sampler = make()
+    with pytest.raises(AttributeError):
+        setattr(sampler, name, 7)
+    t, _ = sampler.sample(4, 0)
+    assert np.all((t >= 0) & (t < 3))
