@@ -87,6 +87,8 @@ def _check_processing(clip_denoised: Any, dynamic_threshold: Any) -> float | Non
         if len(pair) != 2 or not all(_is_real(v) for v in pair):
             got = shown(clip_denoised)
             msg = f"clip_denoised must be None or a pair (lo, hi); got {got}"
+            if isinstance(clip_denoised, (bool, np.bool_)):
+                msg += " (improved-diffusion's True is (-1.0, 1.0), False is None)"
             raise TypeError(msg)
         if not pair[0] < pair[1]:
             msg = f"clip_denoised must have lo < hi; got {shown(clip_denoised)}"

@@ -151,6 +151,8 @@ def test_numpy_scalars_are_accepted_as_options(xp: Any, options: Any) -> None:
     ("options", "match"),
     [
         ({"clip_denoised": (False, True)}, "clip_denoised must be None or a pair"),
+        ({"clip_denoised": True}, r"improved-diffusion's True is \(-1\.0, 1\.0\)"),
+        ({"clip_denoised": np.False_}, "False is None"),
         ({"dynamic_threshold": np.True_}, "dynamic_threshold must be None or a"),
         ({"dynamic_threshold": True}, "dynamic_threshold must be None or a"),
     ],
