@@ -571,6 +571,8 @@ def _int_steps(value: int, ndim: int = 0) -> Steps:
     steps = Steps(host, value, None, ndim)
     if tracing():
         return steps
+    # Dynamo, reading a cached copy while it traces, may flag it writeable
+    # again; nothing in diffcore writes to it.
     host.flags.writeable = False
     if len(_INT_STEPS) >= _INT_STEPS_KEPT:
         _INT_STEPS.clear()
