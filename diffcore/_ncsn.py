@@ -231,11 +231,10 @@ def _sigma_array(xp: Any, sigma: Any, x: Array) -> tuple[Array, Any]:
             sigma = xp.asarray(sigma, device=compat.device(x))
     namespace(x=x, sigma=sigma)
     check_floating(xp, "sigma", sigma)
-    if compat.device(sigma) != compat.device(x):
-        msg = (
-            f"sigma must be on x's device, {compat.device(x)}; got sigma on "
-            f"{compat.device(sigma)}"
-        )
+    ours, theirs = compat.device(x), compat.device(sigma)
+    # A JAX tracer has no device (None): it mixes with concrete arrays.
+    if ours is not None and theirs is not None and theirs != ours:
+        msg = f"sigma must be on x's device, {ours}; got sigma on {theirs}"
         raise ValueError(msg)
     return sigma, host
 

@@ -201,3 +201,22 @@ def test_host_levels_are_checked_whatever_library_x_is(
     x = xp.ones((2, 3), dtype=xp.float32)
     with pytest.raises(ValueError, match=match):
         call(x, sigma)
+
+
+def test_ncsn_functions_take_a_traced_jax_sigma() -> None:
+    # A tracer has no device: sigma was refused as "on None" under jit/grad/vmap.
+    jax = pytest.importorskip("jax", reason="jax is not installed")
+    jnp = jax.numpy
+    x = jnp.ones((4, 3))
+    sigma = jnp.array([1.0, 2.0, 3.0, 4.0])
+    loss = jax.jit(lambda s: diffcore.dsm_loss(x, x, x + 0.5, s))(sigma)
+    want = 0.5 * 3 * (np.asarray(sigma) + 0.5 / np.asarray(sigma)) ** 2
+    np.testing.assert_allclose(np.asarray(loss), want, rtol=1e-6)
+    grad = jax.grad(lambda s: diffcore.dsm_loss(x, x, x + 0.5, s).sum())(sigma)
+    s_np = np.asarray(sigma)
+    want_grad = 3 * (s_np + 0.5 / s_np) * (1 - 0.5 / s_np**2)
+    np.testing.assert_allclose(np.asarray(grad), want_grad, rtol=1e-5)
+    drawn = jax.vmap(lambda s: diffcore.perturb(x, s, x))(jnp.array([1.0, 2.0]))
+    np.testing.assert_allclose(np.asarray(drawn)[:, 0, 0], [2.0, 3.0])
+    target = jax.jit(lambda s: diffcore.dsm_target(x, x + 0.5, s))(sigma)
+    np.testing.assert_allclose(np.asarray(target)[:, 0], -0.5 / s_np**2, rtol=1e-6)
