@@ -204,6 +204,9 @@ def host_levels(
         raise TypeError(msg)
     check_dense(name, values)
     raw = read_host(name, values)
+    if raw.dtype.kind == "c":  # astype would keep the real part, with a warning
+        msg = f"{name} must be real numbers; got dtype {raw.dtype}: {shown(values)}"
+        raise TypeError(msg)
     try:
         levels = raw.astype(np.float64)
     except (TypeError, ValueError):

@@ -190,8 +190,9 @@ def assert_closed_form_matches_chain(
     """Assert that closed-form coefficients equal the iterated Markov chain.
 
     The closed form x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps
-    must have the mean coefficient and the variance of t + 1 composed one-step
-    kernels (:func:`compose_steps`); both are compared to relative tolerance
+    must have the mean coefficient and the standard deviation (the root of
+    the variance) of t + 1 composed one-step kernels
+    (:func:`compose_steps`); both are compared to relative tolerance
     ``rtol`` (values below 1e-290, where float64 turns subnormal, are compared
     absolutely).
 
@@ -208,7 +209,8 @@ def assert_closed_form_matches_chain(
     )
     mean, variance = compose_steps(b)
     _assert_close("sqrt_alphas_cumprod", a, mean, rtol)
-    _assert_close("sqrt_one_minus_alphas_cumprod ** 2", std**2, variance, rtol)
+    # The root itself, not its square (which would pass a negated table).
+    _assert_close("sqrt_one_minus_alphas_cumprod", std, np.sqrt(variance), rtol)
 
 
 def assert_posterior_matches_bayes(

@@ -967,3 +967,14 @@ def test_ints_beyond_float64_are_named_not_overflow_errors() -> None:
         )
     with pytest.raises(ValueError, match="sigma_max"):
         diffcore.geometric_sigmas(huge, 0.01, 10)
+
+
+def test_complex_noise_levels_are_refused_by_name() -> None:
+    # They were cut to their real part with a ComplexWarning.
+    levels = np.array([1 + 1j, 0.5])
+    with pytest.raises(
+        TypeError, match="sigmas must be real numbers; got dtype complex128"
+    ):
+        diffcore.annealed_langevin(lambda x, s: -x, np.zeros((1, 2)), levels, 0.1, 1)
+    with pytest.raises(TypeError, match="sigmas must be real numbers"):
+        diffcore.timesteps_for_sigmas(LINEAR, levels)

@@ -136,6 +136,20 @@ def test_the_bayes_check_catches_swapped_coefficients() -> None:
         )
 
 
+def test_the_chain_check_catches_a_negated_root_and_complex_tables() -> None:
+    # Comparing the square passed -sqrt(1 - alpha_bar); a complex table was
+    # cut to its real part with only a ComplexWarning.
+    s = Schedule.linear(50)
+    with pytest.raises(AssertionError, match=r"sqrt_one_minus_alphas_cumprod\[0\] = -"):
+        assert_closed_form_matches_chain(
+            s.betas, s.sqrt_alphas_cumprod, -s.sqrt_one_minus_alphas_cumprod
+        )
+    with pytest.raises(TypeError, match="sqrt_alphas_cumprod must be real numbers"):
+        assert_closed_form_matches_chain(
+            s.betas, s.sqrt_alphas_cumprod + 0.5j, s.sqrt_one_minus_alphas_cumprod
+        )
+
+
 @given(betas(min_size=2, max_size=6, min_value=1.0, max_value=1.0))
 def test_beta_tables_reach_one_at_the_last_step_only(b: np.ndarray) -> None:
     # Schedule.from_betas refuses a beta of 1 before the last step
