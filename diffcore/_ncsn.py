@@ -93,6 +93,13 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, L: int) -> Float64Array
         raise ValueError(msg)
     sigmas = np.exp(np.linspace(math.log(sigma_max), math.log(sigma_min), int(L)))
     sigmas[0], sigmas[-1] = sigma_max, sigma_min
+    if np.any(np.diff(sigmas) >= 0):
+        msg = (
+            f"sigma_max = {shown(sigma_max)} and sigma_min = {shown(sigma_min)} are "
+            f"too close for L = {int(L)} distinct float64 levels; widen the range "
+            "or lower L"
+        )
+        raise ValueError(msg)
     return sigmas
 
 

@@ -220,3 +220,11 @@ def test_ncsn_functions_take_a_traced_jax_sigma() -> None:
     np.testing.assert_allclose(np.asarray(drawn)[:, 0, 0], [2.0, 3.0])
     target = jax.jit(lambda s: diffcore.dsm_target(x, x + 0.5, s))(sigma)
     np.testing.assert_allclose(np.asarray(target)[:, 0], -0.5 / s_np**2, rtol=1e-6)
+
+
+def test_geometric_sigmas_refuse_levels_too_close_to_be_distinct() -> None:
+    # They returned [1, 1, 1], which annealed_langevin then refused.
+    with pytest.raises(ValueError, match="too close for L = 3 distinct float64 levels"):
+        diffcore.geometric_sigmas(1.0, 1.0 - 1e-16, 3)
+    levels = diffcore.geometric_sigmas(1.0, 1.0 - 1e-15, 3)
+    assert np.all(np.diff(levels) < 0)
