@@ -493,7 +493,14 @@ def _load(name: str) -> Backend:
         return _BUILTIN.get(name, Backend)(name)
 
     entry = entries[0]
-    loaded = entry.load()
+    try:
+        loaded = entry.load()
+    except Exception as error:  # a missing module or attribute, or its own bug
+        msg = (
+            f"entry point {entry.name} = {entry.value} in group {GROUP!r} failed "
+            f"to load: {type(error).__name__}: {error}"
+        )
+        raise ImportError(msg) from error
     backend = loaded() if isinstance(loaded, type) else loaded
     if not isinstance(backend, Backend):
         msg = (

@@ -284,6 +284,29 @@ def test_entry_point_that_is_no_backend_is_named(
         diffcore.q_sample(SCHEDULE, np.zeros(2), 1, np.zeros(2))
 
 
+@pytest.mark.parametrize(
+    ("entry", "cause"),
+    [
+        ("fake_diffcore_backend:Missing", "AttributeError"),
+        ("no_such_module_here:Backend", "ModuleNotFoundError"),
+    ],
+)
+def test_entry_point_that_fails_to_load_is_named(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_registry: None,
+    entry: str,
+    cause: str,
+) -> None:
+    # The loader's own AttributeError or ModuleNotFoundError came out bare.
+    install_fake(tmp_path, entry)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    group = "in group 'diffcore.backends'"
+    match = f"entry point numpy = {entry} {group} failed to load: {cause}"
+    with pytest.raises(ImportError, match=match):
+        diffcore.q_sample(SCHEDULE, np.zeros(2), 1, np.zeros(2))
+
+
 # -- the device-table cache is bounded, thread-safe and keyed per dtype --------
 
 
