@@ -38,6 +38,14 @@ def assert_one_line_error(result: click_testing.Result, code: int = 2) -> None:
     assert "Traceback" not in result.output
 
 
+def test_no_command_prints_the_help() -> None:
+    # It printed the whole help squeezed onto one error line, exit 2.
+    result = run()
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Usage: diffcore")
+    assert result.stdout == run("--help").stdout
+
+
 def write_jpeg(path: Path, width: int = 300, height: int = 200) -> Path:
     rng = np.random.default_rng(0)
     ramp = np.linspace(0, 255, width)[None, :, None] * np.ones((height, 1, 3))
