@@ -925,8 +925,14 @@ class Schedule:
             first * ((one_minus_root - one_minus_root[0]) / span) + one_minus_root[0]
         )
         new_one_minus_root[-1] = 1.0
+        # log sqrt(alpha_bar) from the one-minus root where the root is near 1:
+        # log of a root within 1e-4 of 1 keeps only a few digits of it.
         with np.errstate(divide="ignore"):
-            log_ab = 2.0 * np.log(new_root)
+            log_ab = 2.0 * np.where(
+                new_one_minus_root < 0.5,
+                np.log1p(-np.minimum(new_one_minus_root, 0.5)),
+                np.log(new_root),
+            )
         one_minus = new_one_minus_root * (1.0 + new_root)
         return self._derive(log_ab, np.log(one_minus), self.timestep_map, one_minus)
 

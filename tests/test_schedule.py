@@ -176,6 +176,19 @@ def test_rescaled_complement_is_accurate_at_early_steps() -> None:
     assert error.max() <= 1e-12
 
 
+@pytest.mark.parametrize("kind", ["linear", "scaled_linear"])
+def test_rescaled_betas_keep_their_digits_at_early_steps(kind: str) -> None:
+    # log of a root within 1e-4 of 1 lost about four digits: beta'_0 came
+    # out 2.4e-12 off the beta_0 it must equal.
+    z = getattr(Schedule, kind)(1000).rescale_zero_terminal_snr()
+    root = [mp.sqrt(a) for a in _reference.tables(kind, 1000)["alphas_cumprod"]]
+    first, last = root[0], root[-1]
+    new = [((r - last) * first / (first - last)) ** 2 for r in root]
+    betas = [1 - new[0]] + [1 - new[t] / new[t - 1] for t in range(1, 10)]
+    assert relative_error(z.betas[:10], betas).max() <= 5e-15
+    assert relative_error(z.alphas_cumprod[:10], new[:10]).max() <= 2e-15
+
+
 def test_c12_posterior_variance_and_clipped_log() -> None:
     s = Schedule.linear(1000)
     assert s.posterior_variance[0] == 0.0
