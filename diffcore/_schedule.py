@@ -746,8 +746,9 @@ class Schedule:
         if s < 0.0:
             msg = f"s must be non-negative; got {shown(s)}"
             raise ValueError(msg)
-        # With c = pi / (2 (1 + s)): a - b = c / T, pi - (a + b) = c (2T - 2t - 1) / T
-        # and pi/2 - b = c (T - t) / T, so every sine has an accurate argument.
+        # With c = pi / (2 (1 + s)): a - b = c / T, a + b = c (2sT + 2t + 1) / T,
+        # pi - (a + b) = c (2T - 2t - 1) / T and pi/2 - b = c (T - t) / T: every
+        # sine gets an argument of at most pi/2, a multiple of c.
         c = math.pi / (2.0 * (1.0 + s))
         if c / T < _TINY:
             msg = (
@@ -757,11 +758,15 @@ class Schedule:
             raise ValueError(msg)
 
         # Two ratios of sines, each near 1 at large s, so nothing underflows.
+        # sin(a + b) = sin(pi - (a + b)) takes the smaller of the two: an
+        # argument near pi would carry its own rounding into a small sine
+        # (1e-14 relative at small t).
         t = np.arange(T, dtype=np.float64)
         half = np.sin(c * (T - t) / T)
-        betas = (math.sin(c / T) / half) * (
-            np.sin(c * (2.0 * T - 2.0 * t - 1.0) / T) / half
+        outer = np.minimum(
+            c * (2.0 * T - 2.0 * t - 1.0), c * (2.0 * s * T + 2.0 * t + 1.0)
         )
+        betas = (math.sin(c / T) / half) * (np.sin(outer / T) / half)
         return cls.from_betas(np.minimum(betas, max_beta))
 
     @classmethod

@@ -189,6 +189,14 @@ def test_rescaled_betas_keep_their_digits_at_early_steps(kind: str) -> None:
     assert relative_error(z.alphas_cumprod[:10], new[:10]).max() <= 2e-15
 
 
+@pytest.mark.parametrize("s", ["0.008", "0.0", "0.1"])
+def test_cosine_betas_are_exact_to_a_few_ulps(s: str) -> None:
+    # sin(a + b) took an argument near pi at small t: 3.6e-14 off at s = 0.
+    got = Schedule.cosine(1000, s=float(s)).betas
+    want = _reference.cosine_betas(1000, s=mp.nstr(mp.mpf(float(s)), 30))
+    assert relative_error(got, want).max() <= 2e-15
+
+
 def test_c12_posterior_variance_and_clipped_log() -> None:
     s = Schedule.linear(1000)
     assert s.posterior_variance[0] == 0.0
