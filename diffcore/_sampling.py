@@ -252,7 +252,9 @@ def timesteps_for_sigmas(schedule: Schedule, sigmas: ArrayLike) -> NDArray[np.in
         t_i = \\arg\\min_t |\\log \\sigma_t - \\log \\sigma_i|
 
     Repeated timesteps are dropped, so the result may be shorter than
-    ``sigmas``; it is strictly decreasing and lies in [0, T).
+    ``sigmas``; it is strictly decreasing (the sampling order, whatever the
+    order of ``sigmas``: it is a set of levels, not a pairing with them)
+    and lies in [0, T).
 
     Parameters
     ----------

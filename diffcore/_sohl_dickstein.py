@@ -54,8 +54,9 @@ def sohl_dickstein_betas(
         \\beta_t = m_t + b_t (1 - m_t - 10^{-5})
 
     with m_t = min_beta, plus beta_1 at t = 1.  The baseline b_t runs from
-    1/T to 1/2, so that each step removes about the same fraction of what
-    is left of the data's variance; the paper learns a perturbation of it,
+    1/T to 1/2, so that alpha_bar_t falls about linearly, to (T - t) / T:
+    each step removes about 1/T of the original signal (a growing share of
+    what is left); the paper learns a perturbation of it,
     and this is the schedule at initialisation, as in the authors' code.
 
     Parameters
