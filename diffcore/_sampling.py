@@ -1100,6 +1100,7 @@ def sample(
         t_prev = int(steps[i + 1]) if i + 1 < len(steps) else -1
         output = model(x, _model_timesteps(xp, schedule, t, x))
         output = _check_returned(output, x, f"at timestep t = {t}")
+        _check_model_output(xp, output, x, t, variance_type)
         noise = first if i == 0 else draw(i, x) if noisy else None
         if method == "ddpm":
             x = ddpm_step(
@@ -1135,6 +1136,27 @@ def sample(
         if progress is not None:
             progress(i, t, x)
     return x
+
+
+def _check_model_output(
+    xp: Namespace, output: Array, x: Array, t: int, variance_type: str
+) -> None:
+    """The model's output fits x and is finite, or an error naming the step
+    (the step functions' own errors name model_output, no argument here)."""
+    when = f"the model's output at timestep t = {t}"
+    if variance_type not in ("learned", "learned_range"):  # those split it first
+        try:
+            check_like(xp, "x_t", x_t=x, model_output=output)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"{when} does not fit x: {error}") from None
+    try:
+        _check_finite(xp, "model_output", output)
+    except ValueError:
+        msg = (
+            f"{when} must be finite; got NaN or inf in an array of shape "
+            f"{tuple(output.shape)}"
+        )
+        raise ValueError(msg) from None
 
 
 def _left_dtype(xp: Namespace, x: Array) -> bool:

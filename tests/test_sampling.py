@@ -494,9 +494,24 @@ def test_nan_or_inf_model_output_raises_in_every_sampler(
     method: Any, bad: float
 ) -> None:
     steps = None if method == "ddpm" else diffcore.timesteps_for(1000, 10)
-    with pytest.raises(ValueError, match="model_output must be finite"):
+    # Named by the step: model_output is no argument of sample.
+    match = r"the model's output at timestep t = \d+ must be finite"
+    with pytest.raises(ValueError, match=match):
         diffcore.sample(LINEAR, lambda x, t: x * bad, np.ones((2, 2)), steps,
                         method=method)  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["ddpm", "ddim", "dpmpp_2m"])
+def test_a_model_output_that_does_not_fit_x_names_the_step(method: Any) -> None:
+    steps = None if method == "ddpm" else diffcore.timesteps_for(1000, 10)
+    with pytest.raises(
+        ValueError, match=r"at timestep t = \d+ does not fit x: .*shape"
+    ):
+        diffcore.sample(LINEAR, lambda x, t: x[:, :1], np.ones((2, 2)), steps,
+                        method=method)  # fmt: skip
+    with pytest.raises(TypeError, match=r"at timestep t = \d+ does not fit x: .*dtype"):
+        diffcore.sample(LINEAR, lambda x, t: x.astype(np.float32), np.ones((2, 2)),
+                        steps, method=method)  # fmt: skip
 
 
 @pytest.mark.parametrize("method", ["ddpm", "ddim", "dpmpp_2m"])
