@@ -795,7 +795,9 @@ def dpmpp_2m_step(
         x_0_hat, the model's estimate, must be finite (checked where reading
         it is cheap, as in :func:`p_mean_variance`).
     t, t_prev : int
-        Timesteps with -1 <= t_prev < t < T (Python or NumPy integers).
+        Timesteps with -1 <= t_prev < t < T: Python or NumPy integers, or
+        0-d integer arrays readable on the host (a loop over diffusers'
+        ``scheduler.timesteps`` passes CPU tensors); one for the whole batch.
     previous : (array, int), optional
         The x_0 estimate at the step before, an array like x_t (finite
         where reading it is cheap), and its timestep, in (t, T).
@@ -834,11 +836,21 @@ def dpmpp_2m_step(
 
 
 def _check_int(name: str, value: Any) -> int:
-    """An integer of any type (not bool) as a Python int, else a TypeError."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        msg = f"{name} must be an int; got {shown(value)}"
-        raise TypeError(msg)
-    return int(value)
+    """An integer of any type (not bool), or a 0-d integer array of any
+    library whose value can be read here (diffusers loops pass 0-d tensors),
+    as a Python int; else a TypeError."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    if compat.is_array_api_obj(value) and getattr(value, "ndim", None) == 0:
+        if backend_for(value).readable(value):
+            host = read_host(name, value)
+            if host.dtype.kind in "iu":
+                return int(host)
+    msg = (
+        f"{name} must be an int, or a 0-d integer array readable on the host "
+        f"(else pass int({name})); got {shown(value)}"
+    )
+    raise TypeError(msg)
 
 
 def _check_previous(
