@@ -104,6 +104,8 @@ class TorchBackend(Backend):
                 or torch.compiler.is_compiling()
                 or self.clobbers(out, terms)
             ):
+                # Formed apart, unfused: float32 may differ from the fused
+                # in-place path by an ulp (NumPy's paths agree bit for bit).
                 return super().linear(xp, terms, dtype, out)
             _combine(terms, out)
             return out
