@@ -1137,8 +1137,8 @@ def sample(
                 **estimates,
             ).x_prev
         else:
+            # Finite already (_check_model_output); the shape in any case.
             check_like(xp, "x_t", x_t=x, model_output=output)
-            _check_finite(xp, "model_output", output)
             x_0_hat, _ = predict_x_0_eps(schedule, output, x, t, **estimates)
             x_new = _dpmpp_2m(
                 schedule, xp, x, x_0_hat, t, t_prev, previous, final_alpha_cumprod
